@@ -1,0 +1,492 @@
+"""Recurrent cells as pure functions: the ``Cell`` contract, Elman, LSTM and GRU.
+
+A cell is a ``NamedTuple`` of pure functions, as optax's
+``GradientTransformation`` is::
+
+    cell = jaxrnn.lstm(hidden_size)
+    params = cell.init(key, input_size)       # a NamedTuple pytree of arrays
+    carry = cell.zero_carry(batch_shape)      # e.g. LSTMCarry(h, c); batch_shape may be ()
+    carry, y = cell.step(params, carry, x)    # x: (*batch, input_size) -> y: (*batch, hidden_size)
+
+``step`` has the argument order of a ``jax.lax.scan`` body, so
+``lax.scan(functools.partial(cell.step, params), carry, xs)`` runs a cell over
+time. Weights are stored ``(in, out)`` with the gates fused side by side, in
+PyTorch's gate order; the pre-activation is ``x @ w_ih + h @ w_hh + b``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrnn import init as initializers
+
+Array = jax.Array
+Params = Any
+Carry = Any
+
+__all__ = [
+    "Cell",
+    "CellSpec",
+    "ElmanParams",
+    "GRUParams",
+    "LSTMCarry",
+    "LSTMParams",
+    "elman",
+    "gru",
+    "lstm",
+]
+
+
+# --------------------------------------------------------------------------- contract
+
+
+@dataclasses.dataclass(frozen=True)
+class CellSpec:
+    """What a built-in cell is: enough to convert it to PyTorch or flax and back.
+
+    Attributes:
+      kind: ``"elman"``, ``"lstm"`` or ``"gru"``.
+      hidden_size: H, the size of the hidden state.
+      num_gates: G, the number of gate blocks fused in ``w_ih`` and ``w_hh``.
+      activation: Elman's activation (``None`` for the gated cells).
+      reset_after: GRU only: whether the reset gate multiplies ``h @ w_hn + b_hn``
+        (PyTorch, cuDNN) rather than ``h`` (Cho et al. 2014).
+      use_bias: whether the cell has biases.
+      init: the name of the initialisation scheme.
+      forget_bias: LSTM only: the value added to the forget gate's bias at init.
+      dtype: the dtype of the parameters and of the zero carry.
+    """
+
+    kind: str
+    hidden_size: int
+    num_gates: int
+    activation: Callable[[Array], Array] | None = None
+    reset_after: bool = True
+    use_bias: bool = True
+    init: str = "orthogonal"
+    forget_bias: float = 0.0
+    dtype: Any = jnp.float32
+
+
+class Cell(NamedTuple):
+    """A recurrent cell: three pure functions and, for built-in cells, a fast path.
+
+    Attributes:
+      init: ``init(key, input_size) -> params``, a NamedTuple pytree of arrays.
+      step: ``step(params, carry, x) -> (carry, y)`` with ``x`` of shape
+        ``(*batch, input_size)`` and ``y`` of shape ``(*batch, hidden_size)``.
+      zero_carry: ``zero_carry(batch_shape) -> carry`` of zeros; ``batch_shape``
+        may be ``()``.
+      spec: a ``CellSpec`` for the built-in cells; ``None`` for cells written by
+        users (which need only the first three fields).
+      project_inputs: ``project_inputs(params, xs) -> gate_inputs``, the part of
+        the pre-activation that depends on the inputs only (``xs @ w_ih + b``).
+        ``unroll`` computes it for all time steps in one matmul before the scan.
+      step_projected: ``step_projected(params, carry, gate_inputs) -> (carry, y)``,
+        the rest of ``step``; ``step(p, c, x) == step_projected(p, c,
+        project_inputs(p, x))``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> cell = jaxrnn.gru(8)
+      >>> params = cell.init(jax.random.key(0), 3)
+      >>> carry, y = cell.step(params, cell.zero_carry((2,)), jnp.ones((2, 3)))
+      >>> y.shape
+      (2, 8)
+    """
+
+    init: Callable[[Array, int], Params]
+    step: Callable[[Params, Carry, Array], tuple[Carry, Array]]
+    zero_carry: Callable[[tuple[int, ...]], Carry]
+    spec: CellSpec | None = None
+    project_inputs: Callable[[Params, Array], Array] | None = None
+    step_projected: Callable[[Params, Carry, Array], tuple[Carry, Array]] | None = None
+
+    @property
+    def hidden_size(self) -> int | None:
+        """H for the built-in cells, ``None`` for cells without a ``spec``."""
+        return None if self.spec is None else self.spec.hidden_size
+
+
+class ElmanParams(NamedTuple):
+    """Elman cell parameters: ``w_ih`` (I, H), ``w_hh`` (H, H), ``b`` (H,) or ``None``."""
+
+    w_ih: Array
+    w_hh: Array
+    b: Array | None
+
+
+class LSTMParams(NamedTuple):
+    """LSTM parameters, gates i, f, g, o: ``w_ih`` (I, 4H), ``w_hh`` (H, 4H), ``b`` (4H,)."""
+
+    w_ih: Array
+    w_hh: Array
+    b: Array | None
+
+
+class GRUParams(NamedTuple):
+    """GRU parameters, gates r, z, n: ``w_ih`` (I, 3H), ``w_hh`` (H, 3H), ``b`` (3H,), ``b_hn``.
+
+    ``b_hn`` (H,) is the bias inside the reset product, ``r * (h @ w_hn + b_hn)``;
+    it is ``None`` for the reset-before form and for cells without bias.
+    """
+
+    w_ih: Array
+    w_hh: Array
+    b: Array | None
+    b_hn: Array | None
+
+
+class LSTMCarry(NamedTuple):
+    """The LSTM's recurrence: hidden state ``h`` and cell state ``c``, each (*batch, H)."""
+
+    h: Array
+    c: Array
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _shape_str(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _check_step_input(kind: str, params: Params, x: Array) -> None:
+    """Trace-time checks of ``step``'s input (free at run time: shapes are static)."""
+    x_dtype = jnp.result_type(x)
+    if not jnp.issubdtype(x_dtype, jnp.floating):
+        raise TypeError(
+            f"{kind}.step: x must be a floating-point array, got dtype {x_dtype}. "
+            "Cast it (x.astype(jnp.float32)) or one-hot encode token ids (jax.nn.one_hot)."
+        )
+    input_size = params.w_ih.shape[0]
+    if np.ndim(x) < 1 or np.shape(x)[-1] != input_size:
+        raise ValueError(
+            f"{kind}.step: x has shape {_shape_str(np.shape(x))} but the cell's parameters "
+            f"expect (*batch, input_size) with input_size={input_size} (w_ih is "
+            f"{_shape_str(params.w_ih.shape)}). Initialise with cell.init(key, "
+            f"{np.shape(x)[-1] if np.ndim(x) else 1}) or fix the input's last axis."
+        )
+
+
+def _check_step_carry(kind: str, carry: Carry, expected: Carry) -> None:
+    """Checks a carry's structure and shapes against ``expected`` (shape structs)."""
+    got_def = jax.tree_util.tree_structure(carry)
+    want_def = jax.tree_util.tree_structure(expected)
+    if got_def != want_def:
+        raise TypeError(
+            f"{kind}: carry must have the structure {want_def}, got {got_def}. Build it with "
+            "cell.zero_carry(batch_shape)"
+            + (" or LSTMCarry(h=..., c=...) (never a bare tuple)" if kind == "lstm" else "")
+            + "."
+        )
+    for got, want in zip(jax.tree.leaves(carry), jax.tree.leaves(expected), strict=True):
+        if np.shape(got) != want.shape:
+            raise ValueError(
+                f"{kind}: carry has a leaf of shape {_shape_str(np.shape(got))}, expected "
+                f"{_shape_str(want.shape)} (*batch, hidden_size). Build it with "
+                "cell.zero_carry(batch_shape) where batch_shape = x.shape[:-1]."
+            )
+
+
+def _check_hidden_size(hidden_size: int) -> None:
+    if isinstance(hidden_size, bool) or not isinstance(hidden_size, int | np.integer):
+        raise TypeError(f"hidden_size must be a positive int, got {hidden_size!r}.")
+    if hidden_size < 1:
+        raise ValueError(f"hidden_size must be a positive int, got {hidden_size}.")
+
+
+def _check_init(kind: str, init: str, allowed: tuple[str, ...]) -> None:
+    if init not in allowed:
+        raise ValueError(f"{kind}: init must be one of {allowed}, got {init!r}.")
+
+
+def _check_input_size(input_size: int) -> None:
+    if isinstance(input_size, bool) or not isinstance(input_size, int | np.integer):
+        raise TypeError(f"init: input_size must be a positive int, got {input_size!r}.")
+    if input_size < 1:
+        raise ValueError(f"init: input_size must be a positive int, got {input_size}.")
+
+
+# --------------------------------------------------------------------------- shared pieces
+
+
+def _init_weights(key: Array, spec: CellSpec, input_size: int):
+    """Draws (w_ih, w_hh, b, b_extra) for ``spec`` by its ``init`` scheme."""
+    _check_input_size(input_size)
+    hidden, gates, dtype = spec.hidden_size, spec.num_gates, spec.dtype
+    k_ih, k_hh, k_b, k_extra = jax.random.split(key, 4)
+    if spec.init == "pytorch":
+        scale = 1.0 / np.sqrt(hidden)
+        w_ih = initializers.uniform(k_ih, (input_size, gates * hidden), dtype, scale)
+        w_hh = initializers.uniform(k_hh, (hidden, gates * hidden), dtype, scale)
+        # PyTorch's two biases (b_ih + b_hh) fuse into one: their sum is what matters.
+        k_b1, k_b2 = jax.random.split(k_b)
+        b = initializers.uniform(k_b1, (gates * hidden,), dtype, scale) + initializers.uniform(
+            k_b2, (gates * hidden,), dtype, scale
+        )
+        b_extra = initializers.uniform(k_extra, (hidden,), dtype, scale)
+    elif spec.init == "orthogonal":
+        w_ih = initializers.glorot_uniform(k_ih, (input_size, gates * hidden), dtype, gates)
+        w_hh = initializers.orthogonal_blocks(k_hh, hidden, gates, dtype)
+        b = jnp.zeros((gates * hidden,), dtype)
+        b_extra = jnp.zeros((hidden,), dtype)
+    else:  # "identity": IRNN (Le et al. 2015)
+        w_ih = 1e-3 * jax.random.normal(k_ih, (input_size, gates * hidden), dtype)
+        w_hh = initializers.identity(hidden, gates, dtype)
+        b = jnp.zeros((gates * hidden,), dtype)
+        b_extra = jnp.zeros((hidden,), dtype)
+    return w_ih, w_hh, b, b_extra
+
+
+def _project(params: Params, x: Array) -> Array:
+    """``x @ w_ih + b``: every gate's input contribution in one matmul."""
+    projected = x @ params.w_ih
+    return projected if params.b is None else projected + params.b
+
+
+def _zeros_carry(spec: CellSpec):
+    def zero_carry(batch_shape: tuple[int, ...] = ()) -> Array:
+        return jnp.zeros((*tuple(batch_shape), spec.hidden_size), spec.dtype)
+
+    return zero_carry
+
+
+# --------------------------------------------------------------------------- Elman
+
+
+def elman(
+    hidden_size: int,
+    *,
+    activation: Callable[[Array], Array] = jnp.tanh,
+    use_bias: bool = True,
+    init: str = "orthogonal",
+    dtype: Any = jnp.float32,
+) -> Cell:
+    r"""The Elman (vanilla) recurrent cell.
+
+    $$h_t = \phi(x_t W_{ih} + h_{t-1} W_{hh} + b)$$
+
+    Args:
+      hidden_size: H, the size of the hidden state.
+      activation: $\phi$, any elementwise callable: ``jnp.tanh`` (PyTorch's
+        default), ``jax.nn.relu`` (IRNN), ``lambda a: a`` (a linear RNN), ...
+      use_bias: whether to add ``b``; PyTorch's ``bias=False`` is ``False``.
+      init: ``"orthogonal"`` (default: orthogonal ``w_hh``, Glorot ``w_ih``, zero
+        bias), ``"pytorch"`` (everything U(±1/√H)) or ``"identity"`` (IRNN:
+        ``w_hh = I``, ``w_ih ~ N(0, 0.001²)``, zero bias).
+      dtype: the dtype of the parameters and of the zero carry.
+
+    Returns:
+      A ``Cell`` whose params are ``ElmanParams(w_ih (I, H), w_hh (H, H), b (H,))``
+      and whose carry is ``h`` of shape (*batch, H).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> cell = jaxrnn.elman(4, activation=jax.nn.relu, init="identity")
+      >>> params = cell.init(jax.random.key(0), 2)
+      >>> h, y = cell.step(params, cell.zero_carry(()), jnp.ones(2))
+      >>> y.shape
+      (4,)
+
+    References:
+      Elman, "Finding structure in time", Cognitive Science 1990.
+      Le, Jaitly & Hinton, "A simple way to initialize recurrent networks of
+      rectified linear units", 2015.
+    """
+    _check_hidden_size(hidden_size)
+    _check_init("elman", init, initializers.INIT_SCHEMES)
+    if not callable(activation):
+        raise TypeError(f"elman: activation must be a callable, got {activation!r}.")
+    spec = CellSpec("elman", hidden_size, 1, activation, True, use_bias, init, 0.0, dtype)
+
+    def init_params(key: Array, input_size: int) -> ElmanParams:
+        w_ih, w_hh, b, _ = _init_weights(key, spec, input_size)
+        return ElmanParams(w_ih, w_hh, b if use_bias else None)
+
+    def step_projected(params: ElmanParams, h: Array, projected: Array):
+        h = activation(projected + h @ params.w_hh).astype(h.dtype)
+        return h, h
+
+    zero_carry = _zeros_carry(spec)
+
+    def step(params: ElmanParams, h: Array, x: Array):
+        _check_step_input("elman", params, x)
+        _check_step_carry("elman", h, jax.ShapeDtypeStruct((*np.shape(x)[:-1], hidden_size), dtype))
+        return step_projected(params, h, _project(params, x))
+
+    return Cell(init_params, step, zero_carry, spec, _project, step_projected)
+
+
+# --------------------------------------------------------------------------- LSTM
+
+
+def lstm(
+    hidden_size: int,
+    *,
+    forget_bias: float = 1.0,
+    use_bias: bool = True,
+    init: str = "orthogonal",
+    dtype: Any = jnp.float32,
+) -> Cell:
+    r"""The long short-term memory cell, PyTorch's ``nn.LSTM`` step.
+
+    $$\begin{aligned}
+    (i, f, g, o) &= x_t W_{ih} + h_{t-1} W_{hh} + b \\
+    c_t &= \sigma(f) \odot c_{t-1} + \sigma(i) \odot \tanh(g) \\
+    h_t &= \sigma(o) \odot \tanh(c_t)
+    \end{aligned}$$
+
+    Args:
+      hidden_size: H, the size of ``h`` and ``c``.
+      forget_bias: added to the forget gate's bias at initialisation, so the cell
+        starts by remembering (Gers et al. 2000; Jozefowicz et al. 2015). It
+        changes ``init`` only, never ``step``: converted PyTorch weights compute
+        exactly what they computed there. Use 0 with ``init="pytorch"`` to draw
+        from PyTorch's own distribution.
+      use_bias: whether to add ``b``.
+      init: ``"orthogonal"`` (default: each gate's ``w_hh`` block orthogonal,
+        Glorot ``w_ih``, zero bias plus ``forget_bias``) or ``"pytorch"``.
+      dtype: the dtype of the parameters and of the zero carry.
+
+    Returns:
+      A ``Cell`` whose params are ``LSTMParams(w_ih (I, 4H), w_hh (H, 4H), b (4H,))``,
+      gates in the order i, f, g, o, and whose carry is ``LSTMCarry(h, c)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> cell = jaxrnn.lstm(4)
+      >>> params = cell.init(jax.random.key(0), 2)
+      >>> carry, y = cell.step(params, cell.zero_carry((3,)), jnp.ones((3, 2)))
+      >>> carry.c.shape
+      (3, 4)
+
+    References:
+      Hochreiter & Schmidhuber, "Long short-term memory", Neural Computation 1997.
+      Gers, Schmidhuber & Cummins, "Learning to forget", Neural Computation 2000.
+    """
+    _check_hidden_size(hidden_size)
+    _check_init("lstm", init, ("pytorch", "orthogonal"))
+    spec = CellSpec("lstm", hidden_size, 4, None, True, use_bias, init, float(forget_bias), dtype)
+
+    def init_params(key: Array, input_size: int) -> LSTMParams:
+        w_ih, w_hh, b, _ = _init_weights(key, spec, input_size)
+        if not use_bias:
+            return LSTMParams(w_ih, w_hh, None)
+        b = b.at[hidden_size : 2 * hidden_size].add(jnp.asarray(forget_bias, dtype))
+        return LSTMParams(w_ih, w_hh, b)
+
+    def step_projected(params: LSTMParams, carry: LSTMCarry, projected: Array):
+        gates = projected + carry.h @ params.w_hh
+        i, f, g, o = jnp.split(gates, 4, axis=-1)
+        c = jax.nn.sigmoid(f) * carry.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        h, c = h.astype(carry.h.dtype), c.astype(carry.c.dtype)
+        return LSTMCarry(h, c), h
+
+    def zero_carry(batch_shape: tuple[int, ...] = ()) -> LSTMCarry:
+        zeros = jnp.zeros((*tuple(batch_shape), hidden_size), dtype)
+        return LSTMCarry(zeros, zeros)
+
+    def step(params: LSTMParams, carry: LSTMCarry, x: Array):
+        _check_step_input("lstm", params, x)
+        leaf = jax.ShapeDtypeStruct((*np.shape(x)[:-1], hidden_size), dtype)
+        _check_step_carry("lstm", carry, LSTMCarry(leaf, leaf))
+        return step_projected(params, carry, _project(params, x))
+
+    return Cell(init_params, step, zero_carry, spec, _project, step_projected)
+
+
+# --------------------------------------------------------------------------- GRU
+
+
+def gru(
+    hidden_size: int,
+    *,
+    reset_after: bool = True,
+    use_bias: bool = True,
+    init: str = "orthogonal",
+    dtype: Any = jnp.float32,
+) -> Cell:
+    r"""The gated recurrent unit, PyTorch's ``nn.GRU`` step (or Cho et al.'s original).
+
+    With ``reset_after=True`` (PyTorch, cuDNN, flax):
+
+    $$\begin{aligned}
+    r &= \sigma(x_t W_{ir} + h_{t-1} W_{hr} + b_r), \quad
+    z = \sigma(x_t W_{iz} + h_{t-1} W_{hz} + b_z) \\
+    n &= \tanh\big(x_t W_{in} + b_n + r \odot (h_{t-1} W_{hn} + b_{hn})\big) \\
+    h_t &= (1 - z) \odot n + z \odot h_{t-1}
+    \end{aligned}$$
+
+    With ``reset_after=False`` (Cho et al. 2014) the reset gate multiplies the
+    state before the matmul, $n = \tanh(x_t W_{in} + (r \odot h_{t-1}) W_{hn} + b_n)$,
+    and there is no ``b_hn``.
+
+    Args:
+      hidden_size: H.
+      reset_after: where the reset gate applies (see above).
+      use_bias: whether to add ``b`` (and ``b_hn``).
+      init: ``"orthogonal"`` (default) or ``"pytorch"``.
+      dtype: the dtype of the parameters and of the zero carry.
+
+    Returns:
+      A ``Cell`` whose params are ``GRUParams(w_ih (I, 3H), w_hh (H, 3H), b (3H,),
+      b_hn (H,))``, gates in the order r, z, n, and whose carry is ``h`` (*batch, H).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> cell = jaxrnn.gru(4, reset_after=False)
+      >>> params = cell.init(jax.random.key(0), 2)
+      >>> params.b_hn is None
+      True
+
+    References:
+      Cho et al., "Learning phrase representations using RNN encoder-decoder for
+      statistical machine translation", EMNLP 2014.
+    """
+    _check_hidden_size(hidden_size)
+    _check_init("gru", init, ("pytorch", "orthogonal"))
+    spec = CellSpec("gru", hidden_size, 3, None, bool(reset_after), use_bias, init, 0.0, dtype)
+    H = hidden_size
+
+    def init_params(key: Array, input_size: int) -> GRUParams:
+        w_ih, w_hh, b, b_hn = _init_weights(key, spec, input_size)
+        if not use_bias:
+            return GRUParams(w_ih, w_hh, None, None)
+        return GRUParams(w_ih, w_hh, b, b_hn if reset_after else None)
+
+    def step_projected_after(params: GRUParams, h: Array, projected: Array):
+        recurrent = h @ params.w_hh
+        x_r, x_z, x_n = jnp.split(projected, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(recurrent, 3, axis=-1)
+        if params.b_hn is not None:
+            h_n = h_n + params.b_hn
+        r = jax.nn.sigmoid(x_r + h_r)
+        z = jax.nn.sigmoid(x_z + h_z)
+        n = jnp.tanh(x_n + r * h_n)
+        h_new = (n + z * (h - n)).astype(h.dtype)  # (1 - z) n + z h, one multiply fewer
+        return h_new, h_new
+
+    def step_projected_before(params: GRUParams, h: Array, projected: Array):
+        x_rz, x_n = projected[..., : 2 * H], projected[..., 2 * H :]
+        r, z = jnp.split(jax.nn.sigmoid(x_rz + h @ params.w_hh[:, : 2 * H]), 2, axis=-1)
+        n = jnp.tanh(x_n + (r * h) @ params.w_hh[:, 2 * H :])
+        h_new = (n + z * (h - n)).astype(h.dtype)
+        return h_new, h_new
+
+    step_projected = step_projected_after if reset_after else step_projected_before
+    zero_carry = _zeros_carry(spec)
+
+    def step(params: GRUParams, h: Array, x: Array):
+        _check_step_input("gru", params, x)
+        _check_step_carry("gru", h, jax.ShapeDtypeStruct((*np.shape(x)[:-1], H), dtype))
+        return step_projected(params, h, _project(params, x))
+
+    return Cell(init_params, step, zero_carry, spec, _project, step_projected)

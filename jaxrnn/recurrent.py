@@ -1,0 +1,399 @@
+"""Running cells over time: ``unroll`` and the multi-layer, bidirectional ``StackedRNN``.
+
+Sequences are time-major: ``xs`` has shape ``(time, *batch, input_size)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxrnn.cells import Carry, Cell, Params, _check_step_carry, _shape_str
+
+Array = jax.Array
+
+__all__ = ["StackedRNN", "unroll"]
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _check_xs(xs: Any, what: str = "xs") -> Array:
+    if not hasattr(xs, "shape") or not hasattr(xs, "dtype"):
+        xs = jnp.asarray(xs)
+    dtype = jnp.result_type(xs)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"{what} must be a floating-point array, got dtype {dtype}. Cast it "
+            "(xs.astype(jnp.float32)) or one-hot encode token ids (jax.nn.one_hot(ids, vocab))."
+        )
+    if np.ndim(xs) < 2:
+        raise ValueError(
+            f"{what} must have shape (time, *batch, input_size), got {_shape_str(np.shape(xs))}. "
+            f"A single sequence of scalars is {what}[:, None] (input_size=1)."
+        )
+    if np.shape(xs)[0] == 0:
+        raise ValueError(
+            f"{what} has shape {_shape_str(np.shape(xs))}: a zero-length sequence (time=0). "
+            "jaxrnn is time-major, (time, *batch, input_size); pass at least one time step."
+        )
+    return xs
+
+
+def _batch_major_hint(xs_shape: tuple[int, ...], batch_shape: tuple[int, ...]) -> str:
+    if len(xs_shape) >= 3 and batch_shape and xs_shape[0] == batch_shape[0]:
+        return (
+            f" Is xs batch-major? jaxrnn is time-major, (time, *batch, input_size): "
+            f"pass jnp.swapaxes(xs, 0, 1), of shape {_shape_str(_swapped(xs_shape))}."
+        )
+    return ""
+
+
+def _swapped(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (shape[1], shape[0], *shape[2:])
+
+
+def _check_input_size(cell: Cell, params: Params, xs: Array) -> None:
+    w_ih = getattr(params, "w_ih", None)
+    if cell.spec is None or w_ih is None:
+        return  # a user's cell checks its own input
+    input_size = w_ih.shape[0]
+    if np.shape(xs)[-1] != input_size:
+        raise ValueError(
+            f"xs has shape {_shape_str(np.shape(xs))}, (time, *batch, input_size), but the "
+            f"{cell.spec.kind} cell's parameters expect input_size={input_size} (w_ih is "
+            f"{_shape_str(w_ih.shape)}). Initialise with cell.init(key, {np.shape(xs)[-1]}), "
+            "or check that xs is time-major with the features on its last axis."
+        )
+
+
+def _check_carry(cell: Cell, carry: Carry, xs: Array) -> None:
+    batch_shape = tuple(np.shape(xs)[1:-1])
+    expected = jax.eval_shape(functools.partial(cell.zero_carry, batch_shape))
+    kind = cell.spec.kind if cell.spec is not None else "cell"
+    try:
+        _check_step_carry(kind, carry, expected)
+    except ValueError as error:
+        leaf_shape = np.shape(jax.tree.leaves(carry)[0]) if jax.tree.leaves(carry) else ()
+        hint = _batch_major_hint(np.shape(xs), tuple(leaf_shape[:-1]))
+        raise ValueError(f"{error} xs has shape {_shape_str(np.shape(xs))}.{hint}") from None
+
+
+def _check_seq_lengths(seq_lengths: Any, xs: Array) -> Array:
+    time, batch_shape = np.shape(xs)[0], tuple(np.shape(xs)[1:-1])
+    seq_lengths = seq_lengths if hasattr(seq_lengths, "dtype") else np.asarray(seq_lengths)
+    dtype = jnp.result_type(seq_lengths)
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(
+            f"seq_lengths must be an integer array of shape batch={_shape_str(batch_shape)}, "
+            f"got dtype {dtype}. Pass the number of valid steps of each sequence as ints."
+        )
+    if tuple(np.shape(seq_lengths)) != batch_shape:
+        hint = _batch_major_hint(np.shape(xs), tuple(np.shape(seq_lengths)))
+        raise ValueError(
+            f"seq_lengths has shape {_shape_str(np.shape(seq_lengths))} but xs of shape "
+            f"{_shape_str(np.shape(xs))}, (time, *batch, input_size), has batch shape "
+            f"{_shape_str(batch_shape)}: seq_lengths needs one length per sequence.{hint}"
+        )
+    try:  # the values can be checked only when they are concrete, not under jit
+        values = np.asarray(seq_lengths)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        values = None
+    if values is not None and values.size and (values.min() < 0 or values.max() > time):
+        raise ValueError(
+            f"seq_lengths must lie in [0, time={time}], got values from {values.min()} "
+            f"to {values.max()}. A length counts the valid steps at the start of a "
+            "sequence; pad xs along its first (time) axis to the longest length."
+        )
+    return jnp.asarray(seq_lengths)
+
+
+def _expand_like(mask: Array, leaf: Array) -> Array:
+    """Appends axes to a (*batch,) mask so that it broadcasts against ``leaf``."""
+    return mask.reshape(mask.shape + (1,) * (np.ndim(leaf) - mask.ndim))
+
+
+# --------------------------------------------------------------------------- unroll
+
+
+def unroll(
+    cell: Cell,
+    params: Params,
+    xs: Array,
+    carry: Carry | None = None,
+    *,
+    seq_lengths: Array | None = None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+) -> tuple[Carry, Array]:
+    """Runs a cell over a time-major sequence with ``jax.lax.scan``.
+
+    Equivalent to this Python loop (with ``carry`` defaulting to
+    ``cell.zero_carry(xs.shape[1:-1])``)::
+
+        ys = []
+        for t in (reversed(range(T)) if reverse else range(T)):
+            new_carry, y = cell.step(params, carry, xs[t])
+            valid = t < seq_lengths              # all True without seq_lengths
+            carry = where(valid, new_carry, carry)
+            ys.append(where(valid, y, 0))
+        ys = stack(ys[::-1] if reverse else ys)  # aligned with xs in time
+        return carry, ys
+
+    For the built-in cells the input projection ``xs @ w_ih + b`` of all steps
+    is one matmul before the scan, and only ``h @ w_hh`` stays inside it.
+
+    Args:
+      cell: a ``Cell``.
+      params: the cell's parameters, from ``cell.init``.
+      xs: inputs of shape ``(time, *batch, input_size)``, floating point.
+      carry: the initial carry for batch shape ``xs.shape[1:-1]``; zeros if omitted.
+      seq_lengths: optional ints of shape ``batch``: the number of valid steps of
+        each sequence (padding comes after them). Each sequence's final carry is
+        the one after its own last valid step and its padded outputs are zero:
+        PyTorch's packed-sequence semantics.
+      reverse: run from the last step to the first; with ``seq_lengths`` each
+        sequence starts at its own last valid step. Outputs stay aligned with
+        ``xs`` (``ys[t]`` belongs to ``xs[t]``), as PyTorch's backward direction.
+      unroll: passed to ``lax.scan``: how many steps one loop iteration runs.
+
+    Returns:
+      ``(carry, ys)``: the final carry and the outputs, ``(time, *batch, hidden_size)``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> cell = jaxrnn.lstm(8)
+      >>> params = cell.init(jax.random.key(0), 3)
+      >>> xs = jnp.ones((5, 2, 3))            # (time, batch, input_size)
+      >>> carry, ys = jaxrnn.unroll(cell, params, xs, seq_lengths=jnp.array([5, 2]))
+      >>> ys.shape, bool((ys[2:, 1] == 0).all())
+      ((5, 2, 8), True)
+    """
+    if not isinstance(cell, Cell):
+        raise TypeError(
+            "cell must be a jaxrnn.Cell (e.g. jaxrnn.lstm(hidden_size)), got "
+            f"{type(cell).__name__}."
+        )
+    xs = _check_xs(xs)
+    _check_input_size(cell, params, xs)
+    if carry is None:
+        carry = cell.zero_carry(tuple(np.shape(xs)[1:-1]))
+    else:
+        _check_carry(cell, carry, xs)
+
+    if cell.project_inputs is not None and cell.step_projected is not None:
+        inputs = cell.project_inputs(params, xs)  # one (T·B, I) x (I, G·H) matmul
+        step = functools.partial(cell.step_projected, params)
+    else:
+        inputs = xs
+        step = functools.partial(cell.step, params)
+
+    if seq_lengths is None:
+        return lax.scan(step, carry, inputs, reverse=reverse, unroll=unroll)
+
+    seq_lengths = _check_seq_lengths(seq_lengths, xs)
+
+    def masked_step(carry, t_and_input):
+        t, step_input = t_and_input
+        new_carry, y = step(carry, step_input)
+        valid = t < seq_lengths  # (*batch,)
+        # Past its length a sequence keeps its carry; going backwards, its padding
+        # comes first and leaves the initial carry untouched until its last valid step.
+        carry = jax.tree.map(
+            lambda new, old: jnp.where(_expand_like(valid, new), new, old), new_carry, carry
+        )
+        return carry, jnp.where(_expand_like(valid, y), y, jnp.zeros((), y.dtype))
+
+    time_index = jnp.arange(np.shape(xs)[0], dtype=seq_lengths.dtype)
+    return lax.scan(masked_step, carry, (time_index, inputs), reverse=reverse, unroll=unroll)
+
+
+# ``StackedRNN.apply`` has an argument named ``unroll`` too.
+_unroll = unroll
+
+# --------------------------------------------------------------------------- stacks
+
+
+def _output_size(cell: Cell, params: Params, input_size: int) -> int:
+    """The size of ``y`` that ``cell.step`` returns, found by shape evaluation only."""
+    if cell.hidden_size is not None:
+        return cell.hidden_size
+    x = jax.ShapeDtypeStruct((input_size,), jnp.float32)
+    _, y = jax.eval_shape(cell.step, params, cell.zero_carry(()), x)
+    return y.shape[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class StackedRNN:
+    """Layers of one cell, in one or two directions: PyTorch's ``nn.RNN/LSTM/GRU`` as one object.
+
+    Layer 0 reads ``xs``; layer k > 0 reads layer k-1's outputs, both directions
+    concatenated. With ``bidirectional=True`` each layer runs a second cell
+    (its own parameters) from the end of each sequence backwards, and its
+    outputs, aligned with ``xs`` in time, are concatenated after the forward
+    ones: ``ys[..., :H]`` forward, ``ys[..., H:]`` backward.
+
+    Parameters are ``params[layer][direction]``, each the cell's own params.
+    Carries stack a leading axis of ``num_layers * num_directions``, indexed
+    ``layer * num_directions + direction``, as PyTorch's ``h_0``/``h_n``: for an
+    LSTM, ``LSTMCarry(h, c)`` with ``h`` of shape ``(L·D, *batch, H)``.
+
+    Attributes:
+      cell: the cell every layer and direction uses.
+      num_layers: L, at least 1.
+      bidirectional: whether each layer also runs backwards (D = 2).
+      dropout: the probability of dropping each output of every layer but the
+        last (inverted dropout, applied only when ``apply`` gets a ``key``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxrnn
+      >>> model = jaxrnn.StackedRNN(jaxrnn.lstm(16), num_layers=2, bidirectional=True)
+      >>> params = model.init(jax.random.key(0), input_size=8)
+      >>> carry, ys = model.apply(params, jnp.ones((10, 4, 8)))
+      >>> ys.shape, carry.h.shape
+      ((10, 4, 32), (4, 4, 16))
+    """
+
+    cell: Cell
+    num_layers: int = 1
+    bidirectional: bool = False
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cell, Cell):
+            raise TypeError(
+                f"StackedRNN: cell must be a jaxrnn.Cell (e.g. jaxrnn.lstm(64)), "
+                f"got {type(self.cell).__name__}."
+            )
+        if not isinstance(self.num_layers, int | np.integer) or self.num_layers < 1:
+            raise ValueError(
+                f"StackedRNN: num_layers must be an int >= 1, got {self.num_layers!r}."
+            )
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ValueError(f"StackedRNN: dropout must lie in [0, 1), got {self.dropout!r}.")
+
+    @property
+    def num_directions(self) -> int:
+        """D: 2 when bidirectional, else 1."""
+        return 2 if self.bidirectional else 1
+
+    def init(self, key: Array, input_size: int) -> tuple[tuple[Params, ...], ...]:
+        """Initialises every layer and direction.
+
+        Args:
+          key: a PRNG key.
+          input_size: the size of the last axis of ``xs``.
+
+        Returns:
+          ``params[layer][direction]``, nested tuples of the cell's params.
+        """
+        keys = jax.random.split(key, self.num_layers * self.num_directions)
+        layers, layer_input = [], input_size
+        for layer in range(self.num_layers):
+            directions = tuple(
+                self.cell.init(keys[layer * self.num_directions + d], layer_input)
+                for d in range(self.num_directions)
+            )
+            layers.append(directions)
+            layer_input = self.num_directions * _output_size(self.cell, directions[0], layer_input)
+        return tuple(layers)
+
+    def zero_carry(self, batch_shape: tuple[int, ...] = ()) -> Carry:
+        """Zeros for every layer and direction: leaves of shape ``(L·D, *batch, H)``."""
+        one = self.cell.zero_carry(tuple(batch_shape))
+        count = self.num_layers * self.num_directions
+        return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (count, *leaf.shape)), one)
+
+    def apply(
+        self,
+        params: tuple[tuple[Params, ...], ...],
+        xs: Array,
+        carry: Carry | None = None,
+        *,
+        seq_lengths: Array | None = None,
+        key: Array | None = None,
+        unroll: int | bool = 1,
+    ) -> tuple[Carry, Array]:
+        """Runs the stack over a time-major sequence.
+
+        Args:
+          params: from ``init``.
+          xs: ``(time, *batch, input_size)``.
+          carry: initial carries with leaves ``(L·D, *batch, H)``; zeros if omitted.
+          seq_lengths: optional ints of shape ``batch``, as in ``unroll``.
+          key: a PRNG key for inter-layer dropout; without one there is no dropout.
+          unroll: passed to ``lax.scan``.
+
+        Returns:
+          ``(carry, ys)``: final carries with leaves ``(L·D, *batch, H)`` and the
+          last layer's outputs ``(time, *batch, D·H)``.
+        """
+        if len(params) != self.num_layers or any(
+            len(layer) != self.num_directions for layer in params
+        ):
+            raise ValueError(
+                f"StackedRNN.apply: params must be params[layer][direction] for "
+                f"num_layers={self.num_layers} and {self.num_directions} direction(s), got "
+                f"{len(params)} layer(s) of {[len(layer) for layer in params]} direction(s). "
+                "Build them with this model's init."
+            )
+        xs = _check_xs(xs)
+        batch_shape = tuple(np.shape(xs)[1:-1])
+        if carry is None:
+            carry = self.zero_carry(batch_shape)
+        else:
+            self._check_carry(carry, xs)
+        count = self.num_layers * self.num_directions
+        drop_keys = None
+        if key is not None and self.dropout > 0 and self.num_layers > 1:
+            drop_keys = jax.random.split(key, self.num_layers - 1)
+
+        finals, layer_input = [], xs
+        for layer, layer_params in enumerate(params):
+            outputs = []
+            for direction, cell_params in enumerate(layer_params):
+                index = layer * self.num_directions + direction
+                initial = jax.tree.map(lambda leaf, i=index: leaf[i], carry)
+                final, ys = _unroll(
+                    self.cell,
+                    cell_params,
+                    layer_input,
+                    initial,
+                    seq_lengths=seq_lengths,
+                    reverse=direction == 1,
+                    unroll=unroll,
+                )
+                finals.append(final)
+                outputs.append(ys)
+            layer_input = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
+            if drop_keys is not None and layer < self.num_layers - 1:
+                keep = jax.random.bernoulli(drop_keys[layer], 1.0 - self.dropout, layer_input.shape)
+                scaled = layer_input / jnp.asarray(1.0 - self.dropout, layer_input.dtype)
+                layer_input = jnp.where(keep, scaled, jnp.zeros((), layer_input.dtype))
+        assert len(finals) == count
+        final_carry = jax.tree.map(lambda *leaves: jnp.stack(leaves), *finals)
+        return final_carry, layer_input
+
+    def _check_carry(self, carry: Carry, xs: Array) -> None:
+        expected = jax.eval_shape(functools.partial(self.zero_carry, tuple(np.shape(xs)[1:-1])))
+        kind = self.cell.spec.kind if self.cell.spec is not None else "cell"
+        try:
+            _check_step_carry(kind, carry, expected)
+        except ValueError:
+            leaves = jax.tree.leaves(carry)
+            got = _shape_str(np.shape(leaves[0])) if leaves else "()"
+            want = _shape_str(jax.tree.leaves(expected)[0].shape)
+            hint = ""
+            if leaves and np.ndim(leaves[0]) >= 2:
+                hint = _batch_major_hint(np.shape(xs), tuple(np.shape(leaves[0])[1:-1]))
+            raise ValueError(
+                f"StackedRNN.apply: carry has a leaf of shape {got}, expected {want}, "
+                f"(num_layers·num_directions, *batch, hidden_size), for xs of shape "
+                f"{_shape_str(np.shape(xs))}. Build it with model.zero_carry(batch_shape).{hint}"
+            ) from None
