@@ -1,0 +1,143 @@
+"""Bad input fails at trace time with a message that names the argument, what was expected,
+what arrived and the fix: eagerly and under jit alike."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn
+
+T, B, I, H = 7, 3, 4, 5
+CELL = jaxrnn.lstm(H)
+PARAMS = CELL.init(jax.random.key(0), I)
+XS = jnp.ones((T, B, I))
+MODEL = jaxrnn.StackedRNN(jaxrnn.gru(H), num_layers=2, bidirectional=True)
+MODEL_PARAMS = MODEL.init(jax.random.key(0), I)
+
+
+def both_ways(fn, cell, *args, **kwargs):
+    """Yields the call eagerly and under jit: errors must come from tracing, not from XLA."""
+    yield functools.partial(fn, cell, *args, **kwargs)
+    yield functools.partial(jax.jit(functools.partial(fn, cell, **kwargs)), *args)
+
+
+BAD_CALLS = [
+    pytest.param(
+        (CELL, PARAMS, jnp.ones((T, B, I + 2))),
+        {},
+        ValueError,
+        r"xs has shape \(7, 3, 6\).*expect input_size=4 \(w_ih is \(4, 20\)\).*cell.init\(key, 6\)",
+        id="wrong-input-size",
+    ),
+    pytest.param(
+        (CELL, PARAMS, jnp.ones((B, T, I))),
+        {"seq_lengths": jnp.array([7, 2, 3])},
+        ValueError,
+        r"seq_lengths has shape \(3,\) but xs of shape \(3, 7, 4\).*batch shape \(7,\).*"
+        r"batch-major\? jaxrnn is time-major.*jnp.swapaxes\(xs, 0, 1\), of shape \(7, 3, 4\)",
+        id="batch-major-xs-with-lengths",
+    ),
+    pytest.param(
+        (CELL, PARAMS, jnp.ones((B, T, I)), CELL.zero_carry((B,))),
+        {},
+        ValueError,
+        r"carry has a leaf of shape \(3, 5\), expected \(7, 5\).*batch-major\?.*jnp.swapaxes",
+        id="batch-major-xs-with-carry",
+    ),
+    pytest.param(
+        (CELL, PARAMS, XS),
+        {"seq_lengths": jnp.array([7, 2])},
+        ValueError,
+        r"seq_lengths has shape \(2,\) but xs of shape \(7, 3, 4\).*batch shape \(3,\)",
+        id="lengths-wrong-shape",
+    ),
+    pytest.param(
+        (CELL, PARAMS, XS),
+        {"seq_lengths": jnp.array([7.0, 2.0, 1.0])},
+        TypeError,
+        r"seq_lengths must be an integer array of shape batch=\(3,\), got dtype float",
+        id="lengths-float",
+    ),
+    pytest.param(
+        (CELL, PARAMS, XS, (jnp.zeros((B, H)), jnp.zeros((B, H)))),
+        {},
+        TypeError,
+        r"carry must have the structure .*LSTMCarry.*never a bare tuple",
+        id="carry-bare-tuple",
+    ),
+    pytest.param(
+        (CELL, PARAMS, XS, jaxrnn.LSTMCarry(jnp.zeros((B, H + 1)), jnp.zeros((B, H + 1)))),
+        {},
+        ValueError,
+        r"carry has a leaf of shape \(3, 6\), expected \(3, 5\).*cell.zero_carry\(batch_shape\)",
+        id="carry-wrong-shape",
+    ),
+    pytest.param(
+        (CELL, PARAMS, jnp.ones((T, B, I), jnp.int32)),
+        {},
+        TypeError,
+        r"xs must be a floating-point array, got dtype int32.*jax.nn.one_hot",
+        id="integer-xs",
+    ),
+    pytest.param(
+        (CELL, PARAMS, jnp.ones((0, B, I))),
+        {},
+        ValueError,
+        r"xs has shape \(0, 3, 4\): a zero-length sequence \(time=0\)",
+        id="zero-length",
+    ),
+    pytest.param(
+        (CELL, PARAMS, jnp.ones((T,))),
+        {},
+        ValueError,
+        r"xs must have shape \(time, \*batch, input_size\), got \(7,\).*xs\[:, None\]",
+        id="xs-rank-1",
+    ),
+]
+
+
+@pytest.mark.parametrize("args,kwargs,error,match", BAD_CALLS)
+def test_unroll_rejects_bad_input_at_trace_time(args, kwargs, error, match):
+    for call in both_ways(jaxrnn.unroll, *args, **kwargs):
+        with pytest.raises(error, match=match):
+            call()
+
+
+@pytest.mark.parametrize(
+    "lengths,match",
+    [
+        ([7, -1, 3], r"seq_lengths must lie in \[0, time=7\], got values from -1 to 7"),
+        ([8, 2, 3], r"seq_lengths must lie in \[0, time=7\], got values from 2 to 8"),
+    ],
+    ids=["negative", "longer-than-time"],
+)
+def test_unroll_rejects_lengths_outside_the_sequence(lengths, match):
+    with pytest.raises(ValueError, match=match):
+        jaxrnn.unroll(CELL, PARAMS, XS, seq_lengths=np.array(lengths))
+
+
+def test_unroll_rejects_what_is_not_a_cell():
+    with pytest.raises(TypeError, match=r"cell must be a jaxrnn.Cell .*got function"):
+        jaxrnn.unroll(CELL.step, PARAMS, XS)
+
+
+def test_stack_rejects_bad_carry_params_and_configuration():
+    with pytest.raises(
+        ValueError, match=r"carry has a leaf of shape \(3, 5\), expected \(4, 3, 5\)"
+    ):
+        MODEL.apply(MODEL_PARAMS, XS, jnp.zeros((B, H)))
+    with pytest.raises(ValueError, match=r"expected \(4, 7, 5\).*batch-major\?"):
+        MODEL.apply(MODEL_PARAMS, jnp.ones((B, T, I)), jnp.zeros((4, B, H)))
+    with pytest.raises(ValueError, match=r"params must be params\[layer\]\[direction\]"):
+        MODEL.apply(MODEL_PARAMS[:1], XS)
+    with pytest.raises(ValueError, match=r"xs has shape \(7, 3, 2\).*input_size=4"):
+        MODEL.apply(MODEL_PARAMS, jnp.ones((T, B, 2)))
+    with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\), got 1.0"):
+        jaxrnn.StackedRNN(CELL, 2, dropout=1.0)
+    with pytest.raises(ValueError, match=r"num_layers must be an int >= 1, got 0"):
+        jaxrnn.StackedRNN(CELL, 0)
+    with pytest.raises(TypeError, match=r"cell must be a jaxrnn.Cell"):
+        jaxrnn.StackedRNN("lstm")
