@@ -25,6 +25,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 Array = jax.Array
 InitScheme = Literal["pytorch", "orthogonal", "identity"]
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 
-def uniform(key: Array, shape: tuple[int, ...], dtype, scale: float) -> Array:
+def uniform(key: Array, shape: tuple[int, ...], dtype: DTypeLike, scale: float) -> Array:
     """Draws from U(-scale, scale).
 
     Args:
@@ -55,7 +56,9 @@ def uniform(key: Array, shape: tuple[int, ...], dtype, scale: float) -> Array:
     return jax.random.uniform(key, shape, dtype, minval=-scale, maxval=scale)
 
 
-def glorot_uniform(key: Array, shape: tuple[int, int], dtype, num_gates: int = 1) -> Array:
+def glorot_uniform(
+    key: Array, shape: tuple[int, int], dtype: DTypeLike, num_gates: int = 1
+) -> Array:
     """Draws from U(-a, a) with a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010).
 
     For a fused gate matrix of shape (in, G·H) the fans are those of one gate,
@@ -76,7 +79,7 @@ def glorot_uniform(key: Array, shape: tuple[int, int], dtype, num_gates: int = 1
     return jax.random.uniform(key, shape, dtype, minval=-limit, maxval=limit)
 
 
-def orthogonal_blocks(key: Array, hidden_size: int, num_gates: int, dtype) -> Array:
+def orthogonal_blocks(key: Array, hidden_size: int, num_gates: int, dtype: DTypeLike) -> Array:
     """A (H, G·H) matrix made of G independent orthogonal (H, H) blocks.
 
     Each gate's recurrent matrix is orthogonal on its own, so at initialisation
@@ -99,7 +102,7 @@ def orthogonal_blocks(key: Array, hidden_size: int, num_gates: int, dtype) -> Ar
     return jnp.concatenate(blocks, axis=1).astype(dtype)
 
 
-def identity(hidden_size: int, num_gates: int, dtype, scale: float = 1.0) -> Array:
+def identity(hidden_size: int, num_gates: int, dtype: DTypeLike, scale: float = 1.0) -> Array:
     """A (H, G·H) matrix of G scaled identity blocks (IRNN, Le et al. 2015).
 
     Args:
