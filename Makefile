@@ -20,6 +20,9 @@ demo: $(INSTALLED)
 test: $(INSTALLED) lint docs
 	$(PYTHON) -m pytest -n 2 --dist loadfile -q
 
+bench: $(INSTALLED)
+	$(PYTHON) benchmarks/run.py
+
 lint: $(INSTALLED)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

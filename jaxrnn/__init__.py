@@ -5,7 +5,7 @@ runs them over time-major sequences with ``jax.lax.scan``; ``StackedRNN``
 stacks layers in one or two directions, as PyTorch's ``nn.LSTM`` does.
 """
 
-from jaxrnn import init, interop
+from jaxrnn import init, interop, optim
 from jaxrnn.cells import (
     Cell,
     CellSpec,
@@ -34,5 +34,6 @@ __all__ = [
     "init",
     "interop",
     "lstm",
+    "optim",
     "unroll",
 ]

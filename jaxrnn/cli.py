@@ -1,0 +1,58 @@
+"""The ``jaxrnn`` command: one subcommand per module in ``jaxrnn/commands/``.
+
+Each command module defines ``NAME`` (the subcommand), ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. Errors a user can fix are
+raised as ``CommandError`` and printed as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from jaxrnn import commands
+
+__all__ = ["CommandError", "main"]
+
+
+class CommandError(Exception):
+    """A problem with the user's input: printed as one line, exit status 2."""
+
+
+def _command_modules():
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            yield importlib.import_module(f"{commands.__name__}.{info.name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand found in ``jaxrnn.commands``."""
+    parser = argparse.ArgumentParser(
+        prog="jaxrnn", description="Recurrent neural networks in JAX: train, sample, probe, bench."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in _command_modules():
+        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs ``jaxrnn COMMAND ...`` and returns its exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except CommandError as error:
+        print(f"jaxrnn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"jaxrnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``jaxrnn`` command, one module each (see ``jaxrnn.cli``)."""
