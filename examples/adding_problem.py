@@ -60,7 +60,7 @@ def main():
     opt_state = optimizer.init(params)
 
     def predict(params, xs):
-        carry, ys = jaxrnn.unroll(cell, params["cell"], xs)
+        _, ys = jaxrnn.unroll(cell, params["cell"], xs)
         return ys[-1] @ params["head"] + params["bias"]  # read out the last hidden state
 
     def loss_fn(params, xs, targets):

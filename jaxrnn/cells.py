@@ -92,7 +92,7 @@ class Cell(NamedTuple):
         the rest of ``step``; ``step(p, c, x) == step_projected(p, c,
         project_inputs(p, x))``.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp, jaxrnn
       >>> cell = jaxrnn.gru(8)
       >>> params = cell.init(jax.random.key(0), 3)
@@ -287,7 +287,7 @@ def elman(
       A ``Cell`` whose params are ``ElmanParams(w_ih (I, H), w_hh (H, H), b (H,))``
       and whose carry is ``h`` of shape (*batch, H).
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp, jaxrnn
       >>> cell = jaxrnn.elman(4, activation=jax.nn.relu, init="identity")
       >>> params = cell.init(jax.random.key(0), 2)
@@ -359,7 +359,7 @@ def lstm(
       A ``Cell`` whose params are ``LSTMParams(w_ih (I, 4H), w_hh (H, 4H), b (4H,))``,
       gates in the order i, f, g, o, and whose carry is ``LSTMCarry(h, c)``.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp, jaxrnn
       >>> cell = jaxrnn.lstm(4)
       >>> params = cell.init(jax.random.key(0), 2)
@@ -440,7 +440,7 @@ def gru(
       A ``Cell`` whose params are ``GRUParams(w_ih (I, 3H), w_hh (H, 3H), b (3H,),
       b_hn (H,))``, gates in the order r, z, n, and whose carry is ``h`` (*batch, H).
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp, jaxrnn
       >>> cell = jaxrnn.gru(4, reset_after=False)
       >>> params = cell.init(jax.random.key(0), 2)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import inspect
 import re
 from typing import Any, NamedTuple
@@ -136,7 +134,7 @@ def test_adadelta_descends_by_default() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_jit_twice_traces_once(case: Case) -> None:
-    loss, params = problem("lstm", jnp.float32)
+    loss, params = problem("quadratic", jnp.float32)
     tx = case.build(optim)
     chex.clear_trace_counter()  # the counter is keyed by the function's code
 
@@ -194,7 +192,11 @@ def test_bfloat16_params_and_state_stay_bfloat16(case: Case) -> None:
         assert got.dtype == jnp.bfloat16
         got, want = np.asarray(got, np.float32), np.asarray(want, np.float32)
         assert np.all(np.isfinite(got))
-        np.testing.assert_allclose(got, want, rtol=2e-2, atol=1e-3 * np.max(np.abs(want)))
+        # optax takes √ of a rounded-negative variance in centered RMSprop
+        # with bias correction (NaN); jaxrnn clamps it at 0.
+        finite = np.isfinite(want)
+        scale = np.max(np.abs(want[finite]))
+        np.testing.assert_allclose(got[finite], want[finite], rtol=2e-2, atol=1e-3 * scale)
 
 
 def test_mu_dtype_and_accumulator_dtype() -> None:
@@ -335,16 +337,7 @@ def test_every_optimizer_rejects_a_negative_learning_rate() -> None:
 
 # ---------------------------------------------------------------------- docs
 
-MODULES = ["base", "transforms", "scaling", "clipping", "schedules", "guard", "optimizers"]
-
-
-@pytest.mark.parametrize("module", MODULES)
-def test_docstring_examples_run(module: str) -> None:
-    mod = importlib.import_module(f"jaxrnn.optim.{module}")
-    flags = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
-    result = doctest.testmod(mod, optionflags=flags, verbose=False)
-    assert result.attempted > 0
-    assert result.failed == 0
+# The docstrings' examples run in tests/test_docstrings.py, with every module's.
 
 
 def test_public_api_is_documented_and_sorted() -> None:
@@ -353,7 +346,7 @@ def test_public_api_is_documented_and_sorted() -> None:
         obj = getattr(optim, name)
         if inspect.isfunction(obj):
             doc = inspect.getdoc(obj) or ""
-            for section in ("Returns:", "Example:"):
+            for section in ("Returns:", "Examples:"):
                 assert section in doc, f"{name}'s docstring has no {section}"
             if inspect.signature(obj).parameters:
                 assert "Args:" in doc, f"{name}'s docstring has no Args:"

@@ -23,8 +23,8 @@ TOLERANCE = {jnp.float32: 1e-6, jnp.float64: 1e-12}
 # PyTorch arranges the same arithmetic differently (its Adam divides by
 # √(1 − β₂ᵗ) apart, its Adadelta multiplies (1 − ρ)·g·g in another order): its
 # steps differ from ours by float64 rounding, ~1e-16, which 200 steps of the
-# LSTM's nonlinear dynamics amplify to at most ~1e-10 (measured).
-TORCH_TOLERANCE = 1e-9
+# LSTM's nonlinear dynamics amplify to at most 3e-11 (Adadelta, measured).
+TORCH_TOLERANCE = 1e-10
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64], ids=["float32", "float64"])

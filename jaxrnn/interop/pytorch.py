@@ -138,7 +138,7 @@ def from_torch(module: Any) -> tuple[StackedRNN, tuple[tuple[Any, ...], ...]]:
       ``init="pytorch"`` (and ``forget_bias=0``), and its parameters, so that
       ``model.apply(params, xs)`` equals ``module(xs)``.
 
-    Example:
+    Examples:
       >>> import torch, jax.numpy as jnp, jaxrnn
       >>> module = torch.nn.GRU(3, 5, num_layers=2, bidirectional=True)
       >>> model, params = jaxrnn.interop.from_torch(module)

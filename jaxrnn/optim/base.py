@@ -61,7 +61,7 @@ class GradientTransformation(NamedTuple):
             `updates` has the structure of `params` (the gradients, for the
             first transformation of a chain).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tx = optim.sgd(learning_rate=0.1)
@@ -91,7 +91,7 @@ def identity() -> GradientTransformation:
     Returns:
         A stateless `GradientTransformation`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tx = optim.identity()
@@ -133,7 +133,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         A `GradientTransformation` whose state is a tuple with one state per
         transformation.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tx = optim.chain(optim.clip_by_global_norm(1.0), optim.sgd(0.5))
@@ -185,7 +185,7 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     Returns:
         The new parameters, with the structure, shapes and dtypes of `params`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> p = jnp.ones(2, dtype=jnp.bfloat16)
@@ -212,7 +212,7 @@ def safe_increment(count: jax.Array) -> jax.Array:
     Returns:
         `count + 1`, or `count` when it is already the largest value.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> optim.safe_increment(jnp.asarray(2**31 - 1, dtype=jnp.int32)).item()

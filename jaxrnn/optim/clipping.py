@@ -23,7 +23,7 @@ def global_norm(updates: Updates) -> jax.Array:
     Returns:
         A scalar array, of the leaves' (promoted) dtype.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tree = {"a": jnp.array([3.0], dtype=jnp.float32),
@@ -47,7 +47,7 @@ def clip(max_delta: float | jax.Array) -> GradientTransformation:
     Returns:
         A stateless `GradientTransformation`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tx = optim.clip(1.0)
@@ -82,7 +82,7 @@ def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
     Returns:
         A stateless `GradientTransformation`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tx = optim.clip_by_global_norm(1.0)

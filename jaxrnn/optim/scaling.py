@@ -30,7 +30,7 @@ def scale(step_size: float | jax.Array) -> GradientTransformation:
     Returns:
         A stateless `GradientTransformation`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tx = optim.scale(-0.5)
@@ -69,7 +69,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     Returns:
         A `GradientTransformation` with state `ScaleByScheduleState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tx = optim.scale_by_schedule(lambda k: 1.0 / (1 + k))
@@ -112,7 +112,7 @@ def scale_by_learning_rate(
         A `GradientTransformation`: stateless for a constant, with state
         `ScaleByScheduleState` for a schedule.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tx = optim.scale_by_learning_rate(0.1)
@@ -154,7 +154,7 @@ def add_decayed_weights(
     Returns:
         A `GradientTransformation` with state `AddDecayedWeightsState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> p = {"w": jnp.ones(2, dtype=jnp.float32), "b": jnp.ones(1, dtype=jnp.float32)}

@@ -1,6 +1,7 @@
-"""The building blocks: running statistics of the gradient that rescale it.
+"""The building blocks of momentum, Adagrad, RMSprop and Adadelta.
 
-Each factory closes over its hyper-parameters and returns a
+Running statistics of the gradient that rescale it (Adam's are in
+`jaxrnn.optim.adam`). Each factory closes over its hyper-parameters and returns a
 `GradientTransformation` whose state is a small `NamedTuple`. The optimizers
 in `jaxrnn.optim.optimizers` are chains of these blocks followed by
 `scale_by_learning_rate`. Notation, elementwise: `g` is the incoming update
@@ -16,38 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn.optim._checks import check_decay, check_non_negative
+from jaxrnn.optim._tree import bias_corrected, ema, full_like, zero_count, zeros_like
 from jaxrnn.optim.base import GradientTransformation, Params, Updates, safe_increment
-
-# ------------------------------------------------------------------------- helpers
-
-
-def _ema(new: Updates, average: Updates, decay: Any) -> Updates:
-    """`average ← decay·average + (1 − decay)·new`, leaf by leaf."""
-    return jax.tree.map(lambda x, a: decay * a + (1 - decay) * x, new, average)
-
-
-def _bias_corrected(average: Updates, decay: Any, count: jax.Array) -> Updates:
-    """`average / (1 − decay^count)`: undo the pull towards a zero initial value.
-
-    `decay**count` is computed at the counter's float precision and only then
-    cast to each leaf's dtype: in bfloat16, `0.999**t` would round to 1 and
-    the correction would divide by zero.
-    """
-    correction = 1 - decay**count
-    return jax.tree.map(lambda a: a / correction.astype(a.dtype), average)
-
-
-def _zeros_like(params: Params, dtype: Any = None) -> Updates:
-    return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype), params)
-
-
-def _full_like(params: Params, value: Any) -> Updates:
-    return jax.tree.map(lambda p: jnp.full_like(p, value), params)
-
-
-def _zero_count() -> jax.Array:
-    return jnp.zeros([], jnp.int32)
-
 
 # ---------------------------------------------------------------------- momentum
 
@@ -79,7 +50,7 @@ def trace(
     Returns:
         A `GradientTransformation` with state `TraceState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tx = optim.trace(decay=0.9)
@@ -97,7 +68,7 @@ def trace(
     check_decay("trace", "decay", decay)
 
     def init(params: Params) -> TraceState:
-        return TraceState(trace=_zeros_like(params, accumulator_dtype))
+        return TraceState(trace=zeros_like(params, accumulator_dtype))
 
     def update(
         updates: Updates, state: TraceState, params: Params | None = None
@@ -140,7 +111,7 @@ def scale_by_rss(
     Returns:
         A `GradientTransformation` with state `ScaleByRssState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tx = optim.scale_by_rss(initial_accumulator_value=0.0, eps=0.0)
@@ -156,7 +127,7 @@ def scale_by_rss(
     check_non_negative("scale_by_rss", "eps", eps)
 
     def init(params: Params) -> ScaleByRssState:
-        return ScaleByRssState(sum_of_squares=_full_like(params, initial_accumulator_value))
+        return ScaleByRssState(sum_of_squares=full_like(params, initial_accumulator_value))
 
     def update(
         updates: Updates, state: ScaleByRssState, params: Params | None = None
@@ -178,12 +149,13 @@ class ScaleByRmsState(NamedTuple):
     """RMSprop's running averages.
 
     Attributes:
-        count: the number of steps taken (int32), for the bias correction.
+        count: the number of steps taken (int32) with `bias_correction`,
+            else `None` (an unused counter would cost a kernel per step).
         mu: the EMA of g when `centered`, else `None`.
         nu: the EMA of g².
     """
 
-    count: jax.Array
+    count: jax.Array | None
     mu: Updates | None
     nu: Updates
 
@@ -207,7 +179,9 @@ def scale_by_rms(
     Adagrad's sum becomes an average over roughly the last `1/(1 − ρ)` steps,
     so the step size no longer decays to zero. The centered form divides by
     an estimate of the standard deviation instead of the root mean square.
-    With `bias_correction`, ν and μ are divided by `1 − ρ^t` first.
+    With `bias_correction`, ν and μ are divided by `1 − ρ^t` first. Where
+    rounding makes the centered variance ν − μ² negative enough to put a
+    negative number under the root, it is taken as 0 (optax returns NaN there).
 
     Args:
         decay: ρ, in [0, 1) (optax: 0.9, PyTorch: 0.99).
@@ -220,7 +194,7 @@ def scale_by_rms(
     Returns:
         A `GradientTransformation` with state `ScaleByRmsState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
         >>> tx = optim.scale_by_rms(decay=0.75, eps=0.0)
@@ -239,21 +213,21 @@ def scale_by_rms(
 
     def init(params: Params) -> ScaleByRmsState:
         return ScaleByRmsState(
-            count=_zero_count(),
-            mu=_zeros_like(params) if centered else None,
-            nu=_full_like(params, initial_scale),
+            count=zero_count() if bias_correction else None,
+            mu=zeros_like(params) if centered else None,
+            nu=full_like(params, initial_scale),
         )
 
     def update(
         updates: Updates, state: ScaleByRmsState, params: Params | None = None
     ) -> tuple[Updates, ScaleByRmsState]:
         del params
-        count = safe_increment(state.count)
-        nu = _ema(jax.tree.map(lambda g: g * g, updates), state.nu, decay)
-        mu = _ema(updates, state.mu, decay) if centered else None
-        nu_hat = _bias_corrected(nu, decay, count) if bias_correction else nu
+        count = safe_increment(state.count) if bias_correction else None
+        nu = ema(jax.tree.map(lambda g: g * g, updates), state.nu, decay)
+        mu = ema(updates, state.mu, decay) if centered else None
+        nu_hat = bias_corrected(nu, decay, count) if bias_correction else nu
         if centered:
-            mu_hat = _bias_corrected(mu, decay, count) if bias_correction else mu
+            mu_hat = bias_corrected(mu, decay, count) if bias_correction else mu
             s = jax.tree.map(lambda n, m: n - m * m, nu_hat, mu_hat)
         else:
             s = nu_hat
@@ -261,6 +235,17 @@ def scale_by_rms(
             scaling = jax.tree.map(lambda s: jax.lax.rsqrt(s + eps), s)
         else:
             scaling = jax.tree.map(lambda s: 1 / (jnp.sqrt(s) + eps), s)
+        if centered:
+            # ν − μ² >= 0 in exact arithmetic, but rounding can take it below
+            # zero when the gradient barely varies (at t = 1 with bias
+            # correction it is 0 exactly, in bfloat16 the rounding exceeds eps):
+            # where the root would be of a negative number, and only there (so
+            # that all else equals optax bit for bit), take the variance as 0.
+            radicand = (lambda s: s + eps) if eps_in_sqrt else (lambda s: s)
+            at_zero = 1 / (jnp.sqrt(jnp.asarray(eps)) if eps_in_sqrt else jnp.asarray(eps))
+            scaling = jax.tree.map(
+                lambda k, s: jnp.where(radicand(s) < 0, at_zero.astype(k.dtype), k), scaling, s
+            )
         updates = jax.tree.map(lambda k, g: k * g, scaling, updates)
         return updates, ScaleByRmsState(count=count, mu=mu, nu=nu)
 
@@ -298,13 +283,13 @@ def scale_by_adadelta(
     Returns:
         A `GradientTransformation` with state `ScaleByAdadeltaState`.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> from jaxrnn import optim
-        >>> tx = optim.scale_by_adadelta(rho=0.0, eps=1.0)
-        >>> g = jnp.array([0.0, 3.0], dtype=jnp.float32)
-        >>> tx.update(g, tx.init(g))[0]  # √1 / √(9 + 1) · 3
-        Array([0.       , 0.9486833], dtype=float32)
+        >>> tx = optim.scale_by_adadelta(rho=0.0, eps=9.0)
+        >>> g = jnp.array([0.0, 4.0], dtype=jnp.float32)
+        >>> print(tx.update(g, tx.init(g))[0])  # √(0 + 9) / √(16 + 9) · 4
+        [0.  2.4]
 
     References:
         Zeiler, ADADELTA: an adaptive learning rate method, 2012.
@@ -313,169 +298,20 @@ def scale_by_adadelta(
     check_non_negative("scale_by_adadelta", "eps", eps)
 
     def init(params: Params) -> ScaleByAdadeltaState:
-        return ScaleByAdadeltaState(e_g=_zeros_like(params), e_x=_zeros_like(params))
+        return ScaleByAdadeltaState(e_g=zeros_like(params), e_x=zeros_like(params))
 
     def update(
         updates: Updates, state: ScaleByAdadeltaState, params: Params | None = None
     ) -> tuple[Updates, ScaleByAdadeltaState]:
         del params
-        e_g = _ema(jax.tree.map(lambda g: g * g, updates), state.e_g, rho)
+        e_g = ema(jax.tree.map(lambda g: g * g, updates), state.e_g, rho)
         delta = jax.tree.map(
             lambda g, e_g, e_x: (jnp.sqrt(e_x + eps) / jnp.sqrt(e_g + eps)) * g,
             updates,
             e_g,
             state.e_x,
         )
-        e_x = _ema(jax.tree.map(lambda d: d * d, delta), state.e_x, rho)
+        e_x = ema(jax.tree.map(lambda d: d * d, delta), state.e_x, rho)
         return delta, ScaleByAdadeltaState(e_g=e_g, e_x=e_x)
-
-    return GradientTransformation(init, update)
-
-
-# -------------------------------------------------------------------------- Adam
-
-
-class ScaleByAdamState(NamedTuple):
-    """Adam's (and Adamax's) state.
-
-    Attributes:
-        count: the number of steps taken (int32), t in the bias correction.
-        mu: the EMA of g (first moment).
-        nu: the EMA of g² (Adam) or the decaying maximum of |g| (Adamax).
-    """
-
-    count: jax.Array
-    mu: Updates
-    nu: Updates
-
-
-def scale_by_adam(
-    b1: float | jax.Array = 0.9,
-    b2: float | jax.Array = 0.999,
-    eps: float | jax.Array = 1e-8,
-    eps_root: float | jax.Array = 0.0,
-    mu_dtype: Any = None,
-    *,
-    nesterov: bool = False,
-) -> GradientTransformation:
-    """Adam's scaling: a running mean of g over the root of a running mean of g².
-
-        m ← β₁·m + (1 − β₁)·g,       m̂ = m / (1 − β₁ᵗ)
-        v ← β₂·v + (1 − β₂)·g²,      v̂ = v / (1 − β₂ᵗ)
-        u = m̂ / (√(v̂ + ε_root) + ε)
-
-    Momentum (m) and RMSprop (v) together; the bias corrections undo the pull
-    of the zero initial values during the first `~1/(1 − β)` steps. With
-    `nesterov` (NAdam), m̂ is replaced by the look-ahead
-    `β₁·m / (1 − β₁ᵗ⁺¹) + (1 − β₁)·g / (1 − β₁ᵗ)`.
-
-    Args:
-        b1: β₁, in [0, 1).
-        b2: β₂, in [0, 1).
-        eps: ε, outside the root, >= 0.
-        eps_root: ε_root, inside the root, >= 0 (keeps meta-gradients finite).
-        mu_dtype: dtype of m; `None` keeps each parameter's dtype.
-        nesterov: use Dozat's Nesterov form (NAdam).
-
-    Returns:
-        A `GradientTransformation` with state `ScaleByAdamState`.
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from jaxrnn import optim
-        >>> tx = optim.scale_by_adam(eps=0.0)
-        >>> g = jnp.array([0.5, -3.0], dtype=jnp.float32)
-        >>> tx.update(g, tx.init(g))[0]  # the first step is sign(g)
-        Array([ 1., -1.], dtype=float32)
-
-    References:
-        Kingma & Ba, Adam: a method for stochastic optimization, ICLR 2015.
-        Dozat, Incorporating Nesterov momentum into Adam, ICLR workshop 2016.
-    """
-    check_decay("scale_by_adam", "b1", b1)
-    check_decay("scale_by_adam", "b2", b2)
-    check_non_negative("scale_by_adam", "eps", eps)
-    check_non_negative("scale_by_adam", "eps_root", eps_root)
-
-    def init(params: Params) -> ScaleByAdamState:
-        return ScaleByAdamState(
-            count=_zero_count(), mu=_zeros_like(params, mu_dtype), nu=_zeros_like(params)
-        )
-
-    def update(
-        updates: Updates, state: ScaleByAdamState, params: Params | None = None
-    ) -> tuple[Updates, ScaleByAdamState]:
-        del params
-        count = safe_increment(state.count)
-        mu = _ema(updates, state.mu, b1)
-        nu = _ema(jax.tree.map(lambda g: g * g, updates), state.nu, b2)
-        if nesterov:
-            mu_hat = jax.tree.map(
-                lambda m, g: b1 * m + (1 - b1) * g,
-                _bias_corrected(mu, b1, safe_increment(count)),
-                _bias_corrected(updates, b1, count),
-            )
-        else:
-            mu_hat = _bias_corrected(mu, b1, count)
-        nu_hat = _bias_corrected(nu, b2, count)
-        updates = jax.tree.map(lambda m, v: m / (jnp.sqrt(v + eps_root) + eps), mu_hat, nu_hat)
-        # Keep the state's dtypes fixed (a traced float32 b1 would promote
-        # bfloat16 moments), so that the state can be a `lax.scan` carry.
-        mu = jax.tree.map(lambda new, old: new.astype(old.dtype), mu, state.mu)
-        nu = jax.tree.map(lambda new, old: new.astype(old.dtype), nu, state.nu)
-        return updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
-
-    return GradientTransformation(init, update)
-
-
-def scale_by_adamax(
-    b1: float | jax.Array = 0.9, b2: float | jax.Array = 0.999, eps: float | jax.Array = 1e-8
-) -> GradientTransformation:
-    """Adamax's scaling: Adam with the infinity norm in place of the root mean square.
-
-        m ← β₁·m + (1 − β₁)·g,       m̂ = m / (1 − β₁ᵗ)
-        v ← max(β₂·v, |g| + ε)
-        u = m̂ / v
-
-    The decaying maximum needs no bias correction: it is not pulled towards
-    its zero start. ε sits inside the maximum, as in optax and PyTorch.
-
-    Args:
-        b1: β₁, in [0, 1).
-        b2: β₂, in [0, 1).
-        eps: ε, >= 0.
-
-    Returns:
-        A `GradientTransformation` with state `ScaleByAdamState` (`nu` holds v).
-
-    Example:
-        >>> import jax.numpy as jnp
-        >>> from jaxrnn import optim
-        >>> tx = optim.scale_by_adamax(eps=0.0)
-        >>> g = jnp.array([0.5, -3.0], dtype=jnp.float32)
-        >>> tx.update(g, tx.init(g))[0]
-        Array([ 1., -1.], dtype=float32)
-
-    References:
-        Kingma & Ba, Adam: a method for stochastic optimization, ICLR 2015,
-        section 7.1.
-    """
-    check_decay("scale_by_adamax", "b1", b1)
-    check_decay("scale_by_adamax", "b2", b2)
-    check_non_negative("scale_by_adamax", "eps", eps)
-
-    def init(params: Params) -> ScaleByAdamState:
-        return ScaleByAdamState(count=_zero_count(), mu=_zeros_like(params), nu=_zeros_like(params))
-
-    def update(
-        updates: Updates, state: ScaleByAdamState, params: Params | None = None
-    ) -> tuple[Updates, ScaleByAdamState]:
-        del params
-        count = safe_increment(state.count)
-        mu = _ema(updates, state.mu, b1)
-        nu = jax.tree.map(lambda g, v: jnp.maximum(b2 * v, jnp.abs(g) + eps), updates, state.nu)
-        mu_hat = _bias_corrected(mu, b1, count)
-        updates = jax.tree.map(lambda m, v: m / v, mu_hat, nu)
-        return updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init, update)
