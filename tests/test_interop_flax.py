@@ -108,7 +108,9 @@ def test_one_step_and_round_trip(name):
     np.testing.assert_allclose(back_y, want_y, atol=1e-6)
 
 
-@pytest.mark.parametrize("cell", [jaxrnn.lstm(4), jaxrnn.gru(4), jaxrnn.elman(4)], ids=str)
+@pytest.mark.parametrize(
+    "cell", [jaxrnn.lstm(4), jaxrnn.gru(4), jaxrnn.elman(4)], ids=["lstm", "gru", "elman"]
+)
 def test_jaxrnn_cells_convert_to_flax(cell):
     params = cell.init(jax.random.key(0), 3)
     params = params._replace(b=params.b + 0.1 * jnp.arange(params.b.shape[0]))
