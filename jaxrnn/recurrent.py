@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxrnn import fused as _fused
 from jaxrnn.cells import Carry, Cell, Params, _check_step_carry, _shape_str
 
 Array = jax.Array
@@ -131,6 +132,8 @@ def unroll(
     seq_lengths: Array | None = None,
     reverse: bool = False,
     unroll: int | bool = 1,
+    fused: bool = True,
+    remat: bool = False,
 ) -> tuple[Carry, Array]:
     """Runs a cell over a time-major sequence with ``jax.lax.scan``.
 
@@ -146,8 +149,14 @@ def unroll(
         ys = stack(ys[::-1] if reverse else ys)  # aligned with xs in time
         return carry, ys
 
-    For the built-in cells the input projection ``xs @ w_ih + b`` of all steps
-    is one matmul before the scan, and only ``h @ w_hh`` stays inside it.
+    For the built-in cells the input projection ``xs @ w_ih`` of all steps is
+    one matmul before the scan, and only ``h @ w_hh`` stays inside it. Their
+    gradients come from a fused backward pass (``jaxrnn.fused``): a reverse scan
+    that carries only ``dL/dh`` (and ``dL/dc``), then the weight, bias and input
+    gradients as one large matmul each. It computes what autodiff of the scan
+    computes (tested to 1e-10 in float64), faster. Cells written by users, and
+    built-in cells whose ``step_projected`` was replaced, run through plain
+    autodiff of ``lax.scan``.
 
     Args:
       cell: a ``Cell``.
@@ -162,11 +171,21 @@ def unroll(
         sequence starts at its own last valid step. Outputs stay aligned with
         ``xs`` (``ys[t]`` belongs to ``xs[t]``), as PyTorch's backward direction.
       unroll: passed to ``lax.scan``: how many steps one loop iteration runs.
+      fused: take the fused path for built-in cells (the default). ``False``
+        runs plain autodiff of the cell's step, which forward-mode
+        differentiation (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) needs:
+        the fused path is a ``jax.custom_vjp``, reverse mode only.
+      remat: rematerialise for the backward pass instead of storing, for long
+        sequences and deep stacks. On the fused path only ``ys`` (and the
+        LSTM's cell states) are kept and the gate activations are recomputed
+        with two large matmuls: about ``G·T·B·H`` fewer numbers kept per layer
+        (G gates) for about one more forward matmul's time. Otherwise each
+        step is wrapped in ``jax.checkpoint``, so that only the carries are kept.
 
     Returns:
       ``(carry, ys)``: the final carry and the outputs, ``(time, *batch, hidden_size)``.
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp, jaxrnn
       >>> cell = jaxrnn.lstm(8)
       >>> params = cell.init(jax.random.key(0), 3)
@@ -187,17 +206,31 @@ def unroll(
     else:
         _check_carry(cell, carry, xs)
 
+    if seq_lengths is not None:
+        seq_lengths = _check_seq_lengths(seq_lengths, xs)
+    if fused and _fused.supports(cell, params, xs, carry):
+        return _fused.unroll(
+            cell,
+            params,
+            xs,
+            carry,
+            seq_lengths=seq_lengths,
+            reverse=reverse,
+            unroll=unroll,
+            remat=remat,
+        )
+
     if cell.project_inputs is not None and cell.step_projected is not None:
         inputs = cell.project_inputs(params, xs)  # one (T·B, I) x (I, G·H) matmul
         step = functools.partial(cell.step_projected, params)
     else:
         inputs = xs
         step = functools.partial(cell.step, params)
+    if remat:
+        step = jax.checkpoint(step)
 
     if seq_lengths is None:
         return lax.scan(step, carry, inputs, reverse=reverse, unroll=unroll)
-
-    seq_lengths = _check_seq_lengths(seq_lengths, xs)
 
     def masked_step(carry, t_and_input):
         t, step_input = t_and_input
@@ -251,7 +284,7 @@ class StackedRNN:
       dropout: the probability of dropping each output of every layer but the
         last (inverted dropout, applied only when ``apply`` gets a ``key``).
 
-    Example:
+    Examples:
       >>> import jax, jax.numpy as jnp, jaxrnn
       >>> model = jaxrnn.StackedRNN(jaxrnn.lstm(16), num_layers=2, bidirectional=True)
       >>> params = model.init(jax.random.key(0), input_size=8)
@@ -319,6 +352,8 @@ class StackedRNN:
         seq_lengths: Array | None = None,
         key: Array | None = None,
         unroll: int | bool = 1,
+        fused: bool = True,
+        remat: bool = False,
     ) -> tuple[Carry, Array]:
         """Runs the stack over a time-major sequence.
 
@@ -329,6 +364,8 @@ class StackedRNN:
           seq_lengths: optional ints of shape ``batch``, as in ``unroll``.
           key: a PRNG key for inter-layer dropout; without one there is no dropout.
           unroll: passed to ``lax.scan``.
+          fused: use the fused sequence kernels for built-in cells, as in ``unroll``.
+          remat: recompute gate activations in the backward pass, as in ``unroll``.
 
         Returns:
           ``(carry, ys)``: final carries with leaves ``(L·D, *batch, H)`` and the
@@ -368,6 +405,8 @@ class StackedRNN:
                     seq_lengths=seq_lengths,
                     reverse=direction == 1,
                     unroll=unroll,
+                    fused=fused,
+                    remat=remat,
                 )
                 finals.append(final)
                 outputs.append(ys)

@@ -1,0 +1,536 @@
+r"""Fused sequence kernels: one ``jax.custom_vjp`` over a whole sequence of a built-in cell.
+
+``jaxrnn.unroll`` calls this module for the built-in Elman, LSTM and GRU cells;
+cells written by users keep plain autodiff of their ``step`` under ``lax.scan``.
+Both compute the same function and the same gradients (tested to 1e-10 in
+float64); the fused path is faster because of where the work goes:
+
+- **Forward.** The input projection ``xs @ w_ih + b`` of all T steps is one
+  ``(T·B, I) x (I, G·H)`` matmul before the scan; each step does one fused
+  ``(B, H) x (H, G·H)`` matmul and the gate arithmetic. Under differentiation
+  the scan also stores what the backward pass needs: the gate activations
+  (and, for the LSTM, the cell states).
+- **Backward.** Everything that does not depend on the incoming gradient (the
+  derivatives of the activations, the previous states) is computed for all
+  steps at once before the reverse scan. The reverse scan carries only
+  ``dL/dh`` (and ``dL/dc``) and does one ``(B, G·H) x (G·H, H)`` matmul per
+  step. The weight, bias and input gradients come after the loop as one large
+  matmul each, $dW_{hh} = H_{prev}^\top\,dG$, $dW_{ih} = X^\top\,dG$,
+  $dX = dG\,W_{ih}^\top$, where $dG$ stacks the gate gradients of all steps
+  as a ``(T·B, G·H)`` matrix. Autodiff of a scan instead does a small weight
+  matmul and a ``(H, G·H)`` accumulation in every step.
+- **Rematerialisation** (``remat=True``). The forward pass stores nothing
+  beyond ``ys`` (and the LSTM's cell states); the backward pass recomputes
+  the gate pre-activations of all steps with two large matmuls, since every
+  previous state is known once ``ys`` is. Memory per layer falls from about
+  ``(G + 2)·T·B·H`` to ``2·T·B·H`` numbers, for little time.
+
+The fused function is reverse-mode only: ``jax.jvp``, ``jax.jacfwd`` and
+``jax.hessian`` need ``unroll(..., fused=False)``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxrnn import cells
+from jaxrnn.cells import Cell, ElmanParams, GRUParams, LSTMCarry, LSTMParams
+
+Array = jax.Array
+
+__all__ = ["supports", "unroll"]
+
+# The ``step_projected`` closures of the built-in cells, by qualified name: a cell
+# whose step was replaced (``cell._replace(step_projected=...)``) or a variant
+# with its own step is not one of these and keeps plain autodiff.
+_BUILTIN_STEPS = {
+    "elman": {"elman.<locals>.step_projected": True},
+    "lstm": {"lstm.<locals>.step_projected": True},
+    "gru": {"gru.<locals>.step_projected_after": True, "gru.<locals>.step_projected_before": False},
+}
+_PARAMS = {"elman": ElmanParams, "lstm": LSTMParams, "gru": GRUParams}
+
+# Elman activations whose derivative follows from their output, so that the
+# backward pass needs only ``ys``; any other activation keeps its
+# pre-activations and is differentiated step by step with ``jax.vjp``, which is
+# exact for any function. Each slope equals what JAX's own rule gives
+# (``relu``'s is 0 at 0).
+_SLOPES: dict[Callable[[Array], Array], Callable[[Array], Array]] = {
+    jnp.tanh: lambda y: 1 - y * y,
+    lax.tanh: lambda y: 1 - y * y,
+    jax.nn.sigmoid: lambda y: y * (1 - y),
+    lax.logistic: lambda y: y * (1 - y),
+    jax.nn.relu: lambda y: (y > 0).astype(y.dtype),
+}
+
+
+class _Config(NamedTuple):
+    """The static part of a fused call (hashable: ``custom_vjp``'s nondiff argument)."""
+
+    kind: str  # "elman", "lstm", "gru-after" or "gru-before"
+    activation: Callable[[Array], Array] | None
+    reverse: bool
+    unroll: int | bool
+    remat: bool
+
+
+def supports(cell: Cell, params: Any, xs: Array, carry: Any) -> bool:
+    """Whether ``unroll`` can take the fused path for this cell and these arrays.
+
+    True for the built-in Elman, LSTM and GRU cells (their own ``step``, their
+    own parameter ``NamedTuple``) when ``xs``, the parameters and the carry share
+    one floating dtype. Anything else (a user's cell, a replaced step, mixed
+    dtypes) runs through plain autodiff of ``cell.step``.
+    """
+    spec = cell.spec
+    if spec is None or spec.kind not in _BUILTIN_STEPS:
+        return False
+    step = cell.step_projected
+    if getattr(step, "__module__", None) != cells.__name__:
+        return False
+    if getattr(step, "__qualname__", None) not in _BUILTIN_STEPS[spec.kind]:
+        return False
+    if cell.project_inputs is not cells._project or type(params) is not _PARAMS[spec.kind]:
+        return False
+    leaves = [*jax.tree.leaves(params), xs, *jax.tree.leaves(carry)]
+    dtypes = {jnp.result_type(leaf) for leaf in leaves}
+    return len(dtypes) == 1 and jnp.issubdtype(dtypes.pop(), jnp.floating)
+
+
+def unroll(
+    cell: Cell,
+    params: Any,
+    xs: Array,
+    carry: Any,
+    *,
+    seq_lengths: Array | None = None,
+    reverse: bool = False,
+    unroll: int | bool = 1,
+    remat: bool = False,
+) -> tuple[Any, Array]:
+    """The fused equivalent of ``jaxrnn.unroll`` for a cell that ``supports`` accepts.
+
+    Arguments are those of ``jaxrnn.unroll``, already checked; ``carry`` is
+    given. Batch axes are flattened into one for the kernels and restored after.
+
+    Args:
+      cell: a built-in cell.
+      params: its parameters.
+      xs: ``(time, *batch, input_size)``.
+      carry: the initial carry, leaves ``(*batch, hidden_size)``.
+      seq_lengths: optional ints of shape ``batch``.
+      reverse: run from the last step to the first.
+      unroll: passed to both ``lax.scan`` loops (forward and backward).
+      remat: recompute the gate activations in the backward pass instead of
+        storing them.
+
+    Returns:
+      ``(carry, ys)`` as ``jaxrnn.unroll`` returns them.
+    """
+    spec = cell.spec
+    kind = spec.kind
+    if kind == "gru":
+        kind = (
+            "gru-after" if _BUILTIN_STEPS["gru"][cell.step_projected.__qualname__] else "gru-before"
+        )
+    config = _Config(kind, spec.activation, bool(reverse), unroll, bool(remat))
+
+    time, batch_shape = np.shape(xs)[0], tuple(np.shape(xs)[1:-1])
+    batch = int(np.prod(batch_shape, dtype=np.int64))
+    flat_xs = jnp.reshape(xs, (time, batch, np.shape(xs)[-1]))
+    flat_carry = jax.tree.map(lambda leaf: jnp.reshape(leaf, (batch, leaf.shape[-1])), carry)
+    if kind == "lstm":
+        flat_carry = (flat_carry.h, flat_carry.c)
+    valid = None
+    if seq_lengths is not None:
+        steps = jnp.arange(time, dtype=seq_lengths.dtype)
+        valid = steps[:, None] < jnp.reshape(seq_lengths, (1, batch))  # (T, B)
+
+    final, ys = _sequence(config, params, flat_xs, flat_carry, valid)
+
+    ys = jnp.reshape(ys, (time, *batch_shape, ys.shape[-1]))
+    final = jax.tree.map(lambda leaf: jnp.reshape(leaf, (*batch_shape, leaf.shape[-1])), final)
+    if kind == "lstm":
+        final = LSTMCarry(*final)
+    return final, ys
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _mask(valid: Array | None, new: Array, old: Array) -> Array:
+    return new if valid is None else jnp.where(valid[:, None], new, old)
+
+
+def _previous(config: _Config, seq: Array, first: Array, valid: Array | None) -> Array:
+    """The state before each step: ``seq`` shifted one step against the direction of travel.
+
+    ``seq`` holds the state after each step ``(T, B, H)``; ``first`` the initial one.
+    With lengths, ``seq`` is the outputs (zero past a sequence's end), and a step
+    whose predecessor was padding starts from ``first``. Only valid steps' values
+    matter: the gradients of padded steps are zero.
+    """
+    if config.reverse:
+        shifted = jnp.concatenate([seq[1:], first[None]], axis=0)
+    else:
+        shifted = jnp.concatenate([first[None], seq[:-1]], axis=0)
+    if valid is None:
+        return shifted
+    if config.reverse:
+        valid_before = jnp.concatenate([valid[1:], jnp.zeros_like(valid[:1])], axis=0)
+    else:
+        valid_before = jnp.concatenate([jnp.zeros_like(valid[:1]), valid[:-1]], axis=0)
+    return jnp.where(valid_before[..., None], shifted, first[None])
+
+
+def _sum_over_steps(a: Array, b: Array) -> Array:
+    """``sum_{t, b} a[t, b]ᵀ b[t, b]``: one ``(K, T·B) x (T·B, N)`` matmul, no transposes."""
+    a2 = a.reshape(-1, a.shape[-1])
+    b2 = b.reshape(-1, b.shape[-1])
+    return lax.dot_general(a2, b2, (((0,), (0,)), ((), ())))
+
+
+def _sigmoid(a: Array) -> Array:
+    # σ(a) = (1 + tanh(a/2)) / 2: XLA's CPU tanh vectorises well in every fusion,
+    # where its 1 / (1 + exp(-a)) can be several times slower.
+    return 0.5 * jnp.tanh(0.5 * a) + 0.5
+
+
+def _sigmoid_grad(s: Array) -> Array:
+    return s * (1 - s)
+
+
+def _tanh_grad(t: Array) -> Array:
+    return 1 - t * t
+
+
+def _gate_scale(H: int, dtype: Any) -> Array:
+    """For the LSTM's gates i, f, g, o: 1/2 where the gate is a sigmoid, 1 for g."""
+    return jnp.concatenate(
+        [jnp.full((2 * H,), 0.5, dtype), jnp.ones((H,), dtype), jnp.full((H,), 0.5, dtype)]
+    )
+
+
+# --------------------------------------------------------------------------- the cells' arithmetic
+
+
+def _project(config: _Config, params: Any, xs: Array) -> Array | tuple[Array, ...]:
+    """``xs @ w_ih`` for all steps (the bias joins inside the loop, fused with the gates).
+
+    The GRU's projection is one matmul per gate, ``(x_r, x_z, x_n)``: a loop step
+    then reads whole rows of each, which XLA's CPU fusions vectorise; reading
+    column slices of one step's row is several times slower.
+    """
+    if config.kind.startswith("gru"):
+        return tuple(xs @ w for w in jnp.split(params.w_ih, 3, axis=-1))
+    return xs @ params.w_ih
+
+
+def _activations(config: _Config, params: Any, x: Any, h: Array) -> tuple[Array, ...]:
+    """The gate activations from the projected inputs ``x`` (from ``_project``) and the
+    previous states ``h``, for one step ``(B, ·)`` or all steps at once ``(T, B, ·)``.
+
+    Returns: Elman, ``(pre-activation,)``; LSTM, ``(σ(i) σ(f) tanh(g) σ(o),)``
+    concatenated; GRU with the reset after the matmul, ``(r, z, n, h @ w_hn +
+    b_hn)``; GRU with the reset before, ``(r, z, n)``.
+    """
+    kind, H = config.kind, params.w_hh.shape[0]
+    b = 0.0 if params.b is None else params.b
+    if kind == "elman":
+        return (x + h @ params.w_hh + b,)
+    if kind == "lstm":
+        # All four gates in one tanh: σ(a) = tanh(a/2)/2 + 1/2 for i, f, o.
+        scale = _gate_scale(H, x.dtype)
+        return (jnp.tanh((x + h @ params.w_hh + b) * scale) * scale + (1 - scale),)
+    x_r, x_z, x_n = x
+    b_r, b_z, b_n = (0.0, 0.0, 0.0) if params.b is None else jnp.split(params.b, 3)
+    if kind == "gru-after":
+        h_r, h_z, h_n = jnp.split(h @ params.w_hh, 3, axis=-1)
+        if params.b_hn is not None:
+            h_n = h_n + params.b_hn
+        r, z = _sigmoid(x_r + b_r + h_r), _sigmoid(x_z + b_z + h_z)
+        return r, z, jnp.tanh(x_n + b_n + r * h_n), h_n
+    # gru-before
+    h_r, h_z = jnp.split(h @ params.w_hh[:, : 2 * H], 2, axis=-1)
+    r, z = _sigmoid(x_r + b_r + h_r), _sigmoid(x_z + b_z + h_z)
+    return r, z, jnp.tanh(x_n + b_n + (r * h) @ params.w_hh[:, 2 * H :])
+
+
+def _new_state(config: _Config, acts: tuple[Array, ...], carry: Any):
+    """The carry after one step, from its gate activations."""
+    if config.kind == "elman":
+        return config.activation(acts[0])
+    if config.kind == "lstm":
+        i, f, g, o = jnp.split(acts[0], 4, axis=-1)
+        c = f * carry[1] + i * g
+        return (o * jnp.tanh(c), c)
+    z, n = acts[1], acts[2]
+    return n + z * (carry - n)
+
+
+# --------------------------------------------------------------------------- loops
+
+
+def _scan(config: _Config, body, carry, xs, *, backward: bool):
+    reverse = config.reverse != backward
+    return lax.scan(body, carry, xs, reverse=reverse, unroll=config.unroll)
+
+
+def _scan_in_place(config: _Config, body, carry, buffers, xs, *, backward: bool):
+    """``lax.scan`` whose step also replaces its own row of each of ``buffers``.
+
+    ``body(carry, rows, x) -> (carry, new_rows, y)``, where ``rows`` are row t of
+    ``buffers`` (arrays of shape ``(T, ...)``). A step reads its row and writes
+    what it computed there; for a buffer nothing else reads afterwards (the
+    projected inputs, say), XLA writes in place. That spares the zero-filled
+    output array (and its copy) that ``lax.scan`` would allocate for the new
+    rows: on a CPU, fresh memory costs page faults as well as bandwidth.
+
+    Returns ``(carry, buffers, ys)``.
+    """
+    steps = jnp.arange(jax.tree.leaves(buffers)[0].shape[0])
+
+    def step(state, inputs):
+        carry, buffers = state
+        t, x = inputs
+        rows = jax.tree.map(lambda b: lax.dynamic_index_in_dim(b, t, keepdims=False), buffers)
+        carry, new_rows, y = body(carry, rows, x)
+        buffers = jax.tree.map(
+            lambda b, r: lax.dynamic_update_index_in_dim(b, r.astype(b.dtype), t, 0),
+            buffers,
+            new_rows,
+        )
+        return (carry, buffers), y
+
+    (carry, buffers), ys = _scan(config, step, (carry, buffers), (steps, xs), backward=backward)
+    return carry, buffers, ys
+
+
+# --------------------------------------------------------------------------- forward
+
+
+def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array | None, keep: str):
+    """The forward scan: ``(final_carry, ys, saved)``.
+
+    ``keep`` says what ``saved`` holds for the backward pass: ``"nothing"`` (a
+    plain forward pass); ``"states"`` (rematerialisation: the LSTM's cell states,
+    a recurrence of their own, cheap to store and costly to recompute); or
+    ``"activations"``: ``(acts, cell_states)``, the gate activations of every
+    step as ``_activations`` returns them, written over the projected inputs
+    (for an Elman cell, nothing when its activation is in ``_SLOPES``).
+    """
+    dtype = xs.dtype
+    projected = _project(config, params, xs)  # (T, B, G·H): large matmuls before the loop
+    is_lstm = config.kind == "lstm"
+    buffers = (projected,) if is_lstm else projected
+
+    def cell(carry, x_t, valid_t):
+        h = carry[0] if is_lstm else carry
+        acts = _activations(config, params, x_t, h)
+        new_carry = jax.tree.map(lambda a: a.astype(dtype), _new_state(config, acts, carry))
+        if valid_t is not None:
+            new_carry = jax.tree.map(functools.partial(_mask, valid_t), new_carry, carry)
+        y = new_carry[0] if is_lstm else new_carry
+        if valid_t is not None:
+            y = jnp.where(valid_t[:, None], y, jnp.zeros((), dtype))
+        return new_carry, y, acts
+
+    # The Elman cell's known activations need nothing beyond ys; the GRU's and
+    # LSTM's activations are expensive enough that XLA computes them once, so
+    # they can overwrite the projected inputs in place (a cheap expression would
+    # be recomputed by each of its readers, and XLA would copy the buffer).
+    if config.kind == "elman" and keep == "activations":
+        keep = "nothing" if config.activation in _SLOPES else "pre-activations"
+
+    if keep != "activations":
+
+        def body(carry, inputs):
+            x_t, valid_t = inputs
+            new_carry, y, acts = cell(carry, x_t, valid_t)
+            if keep == "pre-activations":
+                return new_carry, (y, acts)
+            return new_carry, (y, new_carry[1] if is_lstm and keep == "states" else None)
+
+        final, (ys, saved) = _scan(config, body, carry, (projected, valid), backward=False)
+        if keep == "pre-activations":
+            return final, ys, (saved, None)
+        return final, ys, saved
+
+    def body_in_place(carry, rows, valid_t):
+        x_t = rows[0] if is_lstm else rows
+        new_carry, y, acts = cell(carry, x_t, valid_t)
+        extra = acts[len(rows) :]  # the GRU's h @ w_hn + b_hn has no buffer of its own
+        return new_carry, acts[: len(rows)], (y, new_carry[1] if is_lstm else None, extra)
+
+    final, rows, (ys, cell_states, extra) = _scan_in_place(
+        config, body_in_place, carry, buffers, valid, backward=False
+    )
+    return final, ys, (tuple(rows) + tuple(extra), cell_states)
+
+
+# --------------------------------------------------------------------------- custom_vjp
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _sequence(config: _Config, params: Any, xs: Array, carry: Any, valid: Array | None):
+    final, ys, _ = _forward(config, params, xs, carry, valid, keep="nothing")
+    return final, ys
+
+
+def _sequence_fwd(config: _Config, params: Any, xs: Array, carry: Any, valid: Array | None):
+    keep = "states" if config.remat else "activations"
+    final, ys, saved = _forward(config, params, xs, carry, valid, keep=keep)
+    return (final, ys), (params, xs, carry, valid, ys, saved)
+
+
+def _sequence_bwd(config: _Config, residuals, cotangents):
+    params, xs, carry, valid, ys, saved = residuals
+    d_final, d_ys = cotangents
+    dtype = xs.dtype
+    kind, H = config.kind, params.w_hh.shape[0]
+    h0 = carry[0] if kind == "lstm" else carry
+    h_prev = _previous(config, ys, h0, valid)  # (T, B, H): the state each step read
+    if valid is not None:
+        d_ys = jnp.where(valid[..., None], d_ys, jnp.zeros((), dtype))
+    w_hh_t = params.w_hh.T
+
+    if config.remat and not (kind == "elman" and config.activation in _SLOPES):
+        # Recompute the activations of all steps: two large matmuls.
+        acts = _activations(config, params, _project(config, params, xs), h_prev)
+        cell_states = saved
+    elif saved is None:  # an Elman cell whose slope follows from ys
+        acts = cell_states = None
+    else:
+        acts, cell_states = saved
+
+    def masked(valid_t, value):
+        return (
+            value if valid_t is None else jnp.where(valid_t[:, None], value, jnp.zeros((), dtype))
+        )
+
+    if kind == "elman":
+        activation = config.activation
+        if activation in _SLOPES:
+            per_step = _SLOPES[activation](ys)
+
+            def grad_pre(dh, row):
+                return dh * row
+
+        else:
+            (per_step,) = acts  # the pre-activations
+
+            def grad_pre(dh, row):
+                return jax.vjp(activation, row)[1](dh)[0]
+
+        def body(dh_next, inputs):
+            d_y, valid_t, row = inputs
+            dh = d_y + dh_next
+            d_pre = masked(valid_t, grad_pre(dh, row))
+            return _mask(valid_t, d_pre @ w_hh_t, dh), d_pre
+
+        d_carry, d_gates = _scan(config, body, d_final, (d_ys, valid, per_step), backward=True)
+
+    elif kind == "lstm":
+        i, f, g, o = jnp.split(acts[0], 4, axis=-1)
+        c_prev = _previous(config, cell_states, carry[1], None)  # the masked carry: no gaps
+        tanh_c = jnp.tanh(cell_states)
+        # dL/d(gate pre-activations) = [dc, dc, dc, dh] ⊙ k, where dc gains dh·k_c first.
+        k = jnp.concatenate(
+            [
+                g * _sigmoid_grad(i),
+                c_prev * _sigmoid_grad(f),
+                i * _tanh_grad(g),
+                tanh_c * _sigmoid_grad(o),
+            ],
+            axis=-1,
+        )
+        k_c = o * _tanh_grad(tanh_c)
+
+        def body(d_next, rows, inputs):
+            dh_next, dc_next = d_next
+            d_y, valid_t, k_c_t, f_t = inputs
+            dh = d_y + dh_next
+            dc = dc_next + dh * k_c_t
+            d_gates = masked(valid_t, rows[0] * jnp.concatenate([dc, dc, dc, dh], axis=-1))
+            dh_prev = _mask(valid_t, d_gates @ w_hh_t, dh)
+            dc_prev = _mask(valid_t, dc * f_t, dc_next)
+            return (dh_prev, dc_prev), (d_gates,), None
+
+        d_carry, (d_gates,), _ = _scan_in_place(
+            config, body, d_final, (k,), (d_ys, valid, k_c, f), backward=True
+        )
+
+    elif kind == "gru-after":
+        r, z, n, h_n = acts
+        # With dh the gradient w.r.t. a step's new state: dL/dn_pre = dh·k_n,
+        # dL/dz_pre = dh·q_z, dL/dr_pre = dh·q_r, and the gradient w.r.t.
+        # h @ w_hn + b_hn is dh·q_hn.
+        k_n = (1 - z) * _tanh_grad(n)
+        q_r = k_n * h_n * _sigmoid_grad(r)
+        q_z = (h_prev - n) * _sigmoid_grad(z)
+        q_hn = k_n * r
+
+        def body(dh_next, inputs):
+            d_y, valid_t, q_r_t, q_z_t, q_hn_t, z_t = inputs
+            dh = masked(valid_t, d_y + dh_next)
+            d_rec = jnp.concatenate([dh * q_r_t, dh * q_z_t, dh * q_hn_t], axis=-1)
+            return _mask(valid_t, dh * z_t + d_rec @ w_hh_t, dh_next), dh
+
+        per_step = (d_ys, valid, q_r, q_z, q_hn, z)
+        d_carry, dhs = _scan(config, body, d_final, per_step, backward=True)
+        d_r, d_z = dhs * q_r, dhs * q_z
+        d_inputs = (d_r, d_z, dhs * k_n)  # w.r.t. each gate's projected input
+        d_states = ((h_prev, d_r), (h_prev, d_z), (h_prev, dhs * q_hn))  # for dW_hh
+
+    else:  # gru-before
+        w_n_t, w_rz_t = w_hh_t[2 * H :], w_hh_t[: 2 * H]
+        r, z, n = acts
+        k_n = (1 - z) * _tanh_grad(n)
+        k_z = (h_prev - n) * _sigmoid_grad(z)
+        k_r = h_prev * _sigmoid_grad(r)
+
+        def body(dh_next, inputs):
+            d_y, valid_t, k_r_t, k_z_t, k_n_t, r_t, z_t = inputs
+            dh = d_y + dh_next
+            d_n, d_z = masked(valid_t, dh * k_n_t), masked(valid_t, dh * k_z_t)
+            d_rh = d_n @ w_n_t  # dL/d(r ⊙ h)
+            d_r = masked(valid_t, d_rh * k_r_t)
+            dh_prev = dh * z_t + d_rh * r_t + jnp.concatenate([d_r, d_z], axis=-1) @ w_rz_t
+            return _mask(valid_t, dh_prev, dh), (d_r, d_z, d_n)
+
+        per_step = (d_ys, valid, k_r, k_z, k_n, r, z)
+        d_carry, (d_r, d_z, d_n) = _scan(config, body, d_final, per_step, backward=True)
+        d_inputs = (d_r, d_z, d_n)
+        d_states = ((h_prev, d_r), (h_prev, d_z), (r * h_prev, d_n))
+
+    # After the loop: the weight, bias and input gradients as large matmuls over all
+    # T·B rows at once (one per gate for the GRU, whose gradients stay per gate).
+    if kind.startswith("gru"):
+        w_ih_gates = jnp.split(params.w_ih, 3, axis=-1)
+        d_w_ih = jnp.concatenate([_sum_over_steps(xs, d) for d in d_inputs], axis=-1)
+        d_w_hh = jnp.concatenate([_sum_over_steps(a, d) for a, d in d_states], axis=-1)
+        d_xs = sum(d @ w.T for d, w in zip(d_inputs, w_ih_gates, strict=True))
+        d_b = None
+        if params.b is not None:
+            d_b = jnp.concatenate([jnp.sum(d, axis=(0, 1)) for d in d_inputs])
+        d_b_hn = None if params.b_hn is None else jnp.sum(d_states[2][1], axis=(0, 1))
+        d_params = GRUParams(d_w_ih, d_w_hh, d_b, d_b_hn)
+    else:
+        d_w_ih = _sum_over_steps(xs, d_gates)
+        d_w_hh = _sum_over_steps(h_prev, d_gates)
+        d_xs = d_gates @ params.w_ih.T
+        d_b = None if params.b is None else jnp.sum(d_gates, axis=(0, 1))
+        d_params = type(params)(d_w_ih, d_w_hh, d_b)
+    if kind == "lstm":
+        d_carry = tuple(d_carry)
+    return d_params, d_xs, d_carry, None
+
+
+_sequence.defvjp(_sequence_fwd, _sequence_bwd)

@@ -1,0 +1,295 @@
+"""The fused sequence kernels against plain autodiff of the same cell's ``step`` under ``lax.scan``.
+
+Every built-in cell, with and without lengths, forwards and backwards, with and
+without rematerialisation: the values, the final carries and the gradients with
+respect to the parameters, the inputs and the initial carry agree to 1e-10 in
+float64. Cells the fused path does not know keep plain autodiff.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from cases import CASES, make_params, random_carry
+
+import jaxrnn
+from jaxrnn import fused
+
+T, B, I, H = 7, 3, 4, 5
+LENGTHS = np.array([7, 2, 0])  # full, short and empty sequences
+TOL = 1e-10
+
+
+def weighted_loss(carry, ys):
+    """A scalar that weighs every output and final-carry element differently."""
+    weights = jnp.cos(jnp.arange(ys.size, dtype=ys.dtype)).reshape(ys.shape)
+    total = jnp.sum(jnp.sin(ys) * weights)
+    for index, leaf in enumerate(jax.tree.leaves(carry)):
+        total = total + (index + 1) * jnp.sum(jnp.cos(leaf))
+    return total
+
+
+def plain_scan(cell, params, xs, carry, seq_lengths, reverse):
+    """``unroll``'s docstring loop as a ``lax.scan`` over ``cell.step``: the autodiff oracle."""
+    time_index = jnp.arange(xs.shape[0])
+    lengths = jnp.full(xs.shape[1:-1], xs.shape[0]) if seq_lengths is None else seq_lengths
+
+    def body(carry, inputs):
+        t, x = inputs
+        new_carry, y = cell.step(params, carry, x)
+        valid = (t < lengths)[..., None]
+        carry = jax.tree.map(lambda n, o: jnp.where(valid, n, o), new_carry, carry)
+        return carry, jnp.where(valid, y, 0.0)
+
+    return jax.lax.scan(body, carry, (time_index, xs), reverse=reverse)
+
+
+def assert_trees_close(got, want, tol=TOL):
+    # In NumPy: each eager JAX op on a new shape would compile, and these tests
+    # compare many small arrays.
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        assert np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))) <= tol
+
+
+def max_abs(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def arrays(case, hidden_size, input_size, dtype, batch_shape, time=T, seed=0):
+    """``(cell, params, xs, carry)`` as ``cases`` draws them, made in one compiled call
+    (the same draws made op by op would compile dozens of small programs)."""
+    cell = case.make(hidden_size, dtype=dtype, init="pytorch")
+
+    def draw():
+        _, params = make_params(case, hidden_size, input_size, dtype, seed=seed)
+        xs = jax.random.normal(jax.random.key(seed + 1), (time, *batch_shape, input_size), dtype)
+        return params, xs, random_carry(case, cell, batch_shape, dtype)
+
+    return (cell, *compiled(draw))
+
+
+def compiled(fn, *args):
+    """``jax.jit(fn)(*args)`` with XLA's backend optimisations off: these tests compile
+    many scans, and only their numbers matter here, not their speed."""
+    lowered = jax.jit(fn).trace(*args).lower()
+    return lowered.compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
+
+
+def loss_and_grads(run):
+    """Value, outputs and gradients w.r.t. (params, xs, carry) of ``weighted_loss(*run(...))``."""
+
+    def loss(params, xs, carry):
+        out = run(params, xs, carry)
+        return weighted_loss(*out), out
+
+    return jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)
+
+
+def fused_vs_plain(cell, params, xs, carry, variants):
+    """For each ``(seq_lengths, reverse, remat)``: the fused path's and the oracle's results."""
+
+    def both(params, xs, carry):
+        pairs = []
+        for seq_lengths, reverse, remat in variants:
+            fused_run = functools.partial(
+                jaxrnn.unroll, cell, seq_lengths=seq_lengths, reverse=reverse, remat=remat
+            )
+            plain_run = lambda p, x, c, n=seq_lengths, r=reverse: plain_scan(cell, p, x, c, n, r)  # noqa: E731
+            pairs.append(
+                (
+                    loss_and_grads(fused_run)(params, xs, carry),
+                    loss_and_grads(plain_run)(params, xs, carry),
+                )
+            )
+        return pairs
+
+    return compiled(both, params, xs, carry)
+
+
+# (seq_lengths, reverse, remat): four variants in which every pair of the three
+# options meets in all four combinations.
+ALL_VARIANTS = [
+    (None, False, False),
+    (None, True, True),
+    (LENGTHS, False, True),
+    (LENGTHS, True, False),
+]
+# The variants of one kind (no bias, other activations) share its masking and
+# direction code: two variants each cover what differs.
+SOME_VARIANTS = [(None, False, False), (LENGTHS, True, True)]
+MAIN_CASES = ("elman-tanh", "lstm", "gru", "gru-reset-before")
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_fused_values_and_gradients_equal_plain_autodiff(case):
+    cell, params, xs, carry = arrays(case, H, I, jnp.float64, (B,))
+    assert fused.supports(cell, params, xs, carry)
+    variants = ALL_VARIANTS if case.name in MAIN_CASES else SOME_VARIANTS
+    variants = [(None if n is None else jnp.asarray(n), r, m) for n, r, m in variants]
+    for got, want in fused_vs_plain(cell, params, xs, carry, variants):
+        assert_trees_close(got, want)
+
+
+def test_any_number_of_batch_dimensions_on_the_fused_path():
+    case = CASES[3]  # lstm
+    shapes = [(), (2, 3)]
+    cell, params, x0, c0 = arrays(case, H, I, jnp.float64, shapes[0])
+    _, _, x1, c1 = arrays(case, H, I, jnp.float64, shapes[1])
+    xs, carries = [x0, x1], [c0, c1]
+    lengths = [None, jnp.asarray(np.arange(6).reshape(2, 3) + 1)]
+
+    def both(params, xs, carries):
+        runs = []
+        for x, carry, n in zip(xs, carries, lengths, strict=True):
+            fused_run = functools.partial(jaxrnn.unroll, cell, seq_lengths=n, reverse=True)
+            plain_run = functools.partial(plain_scan, cell, seq_lengths=n, reverse=True)
+            runs.append([loss_and_grads(r)(params, x, carry) for r in (fused_run, plain_run)])
+        return runs
+
+    for got, want in compiled(both, params, xs, carries):
+        assert_trees_close(got, want)
+
+
+def test_fused_path_under_vmap_over_parameters_and_inputs():
+    case = CASES[3]  # lstm
+    cell, first, x0, _ = arrays(case, H, I, jnp.float64, (B,), seed=0)
+    _, second, x1, _ = arrays(case, H, I, jnp.float64, (B,), seed=5)
+    stacked = jax.tree.map(lambda a, b: np.stack([a, b]), first, second)
+    xs = np.stack([x0, x1])
+    lengths = jnp.asarray(np.stack([LENGTHS, LENGTHS[::-1]]))
+
+    def loss(params, xs, lengths, use_fused):
+        out = jaxrnn.unroll(cell, params, xs, seq_lengths=lengths, fused=use_fused)
+        return weighted_loss(*out)
+
+    def both(params, xs, lengths):
+        grad = jax.grad(loss, argnums=(0, 1))
+        per_model = [jax.vmap(functools.partial(grad, use_fused=f)) for f in (True, False)]
+        return [run(params, xs, lengths) for run in per_model]
+
+    got, want = compiled(both, stacked, xs, lengths)
+    assert_trees_close(got, want)
+
+
+def test_stacked_bidirectional_layers_on_the_fused_path():
+    case, remat = CASES[3], True  # lstm; stored activations are covered above
+    model = jaxrnn.StackedRNN(case.make(H, dtype=jnp.float64), 2, bidirectional=True)
+    params, xs, carry = compiled(
+        lambda: (
+            model.init(jax.random.key(0), I),
+            jax.random.normal(jax.random.key(1), (T, B, I), jnp.float64),
+            jax.tree.map(
+                lambda leaf: 0.5 * jax.random.normal(jax.random.key(2), leaf.shape, jnp.float64),
+                model.zero_carry((B,)),
+            ),
+        )
+    )
+
+    def both(params, xs, carry):
+        runs = [
+            functools.partial(
+                model.apply, seq_lengths=jnp.asarray(LENGTHS), fused=use_fused, remat=remat
+            )
+            for use_fused in (True, False)
+        ]
+        return [loss_and_grads(run)(params, xs, carry) for run in runs]
+
+    got, want = compiled(both, params, xs, carry)
+    assert_trees_close(got, want)
+
+
+def test_second_order_reverse_mode_goes_through_the_fused_backward_pass():
+    # A gradient penalty: the gradient of a function of a gradient.
+    cell, params, xs, _ = arrays(CASES[3], H, I, jnp.float64, (B,))
+
+    def penalty(params, use_fused):
+        def loss(xs):
+            return weighted_loss(*jaxrnn.unroll(cell, params, xs, fused=use_fused))
+
+        return jnp.sum(jax.grad(loss)(xs) ** 2)
+
+    both = lambda p: [jax.grad(penalty)(p, use_fused) for use_fused in (True, False)]  # noqa: E731
+    got, want = compiled(both, params)
+    assert_trees_close(got, want)
+
+
+def test_forward_mode_needs_fused_false():
+    cell, params, xs, _ = arrays(CASES[5], H, I, jnp.float64, (B,))
+    tangent = jnp.ones_like(xs)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(lambda x: jaxrnn.unroll(cell, params, x)[1], (xs,), (tangent,))
+    _, ys_dot = jax.jvp(lambda x: jaxrnn.unroll(cell, params, x, fused=False)[1], (xs,), (tangent,))
+    assert ys_dot.shape == (T, B, H)
+
+
+def test_float32_fused_path_agrees_with_plain_autodiff():
+    cell, params, xs, carry = arrays(CASES[3], 16, 8, jnp.float32, (4,), time=20)
+    variants = [(jnp.asarray([20, 3, 0, 11]), True, False)]
+    for got, want in fused_vs_plain(cell, params, xs, carry, variants):
+        assert_trees_close(got, want, tol=1e-4)
+
+
+# --------------------------------------------------------------------------- who takes the path
+
+
+def users_cell(hidden_size):
+    """A cell written by a user: no spec, so plain autodiff."""
+
+    def init(key, input_size):
+        return {"w": 0.3 * jax.random.normal(key, (input_size + hidden_size, hidden_size))}
+
+    def step(params, h, x):
+        h = jnp.tanh(jnp.concatenate([x, h], axis=-1) @ params["w"])
+        return h, h
+
+    return jaxrnn.Cell(init, step, lambda batch_shape=(): jnp.zeros((*batch_shape, hidden_size)))
+
+
+def test_cells_the_fused_path_does_not_know_keep_plain_autodiff():
+    cell = users_cell(H)
+    params, xs = compiled(
+        lambda: (cell.init(jax.random.key(0), I), jax.random.normal(jax.random.key(1), (T, B, I)))
+    )
+    zeros = cell.zero_carry((B,))
+    assert not fused.supports(cell, params, xs, zeros)
+
+    def both(params, xs):
+        grads = jax.grad(lambda p: weighted_loss(*jaxrnn.unroll(cell, p, xs)))(params)
+        oracle = jax.grad(lambda p: weighted_loss(*plain_scan(cell, p, xs, zeros, None, False)))
+        return grads, oracle(params)
+
+    grads, oracle = compiled(both, params, xs)
+    assert_trees_close(grads, oracle, tol=1e-12)
+
+
+def test_a_replaced_step_or_mixed_dtypes_leave_the_fused_path():
+    lstm, params, xs, _ = arrays(CASES[3], H, I, jnp.float64, (B,))
+    carry = lstm.zero_carry((B,))
+    assert fused.supports(lstm, params, xs, carry)
+
+    def doubled_step(params, carry, projected):
+        return lstm.step_projected(params, carry, 2.0 * projected)
+
+    replaced = lstm._replace(step_projected=doubled_step)
+    assert not fused.supports(replaced, params, xs, carry)
+
+    def outputs(params, xs):
+        doubled = params._replace(w_ih=2.0 * params.w_ih, b=2.0 * params.b)
+        return (
+            jaxrnn.unroll(replaced, params, xs)[1],
+            jaxrnn.unroll(replaced, params, xs, fused=False)[1],
+            jaxrnn.unroll(lstm, doubled, xs)[1],
+        )
+
+    ys, ys_plain, ys_doubled = compiled(outputs, params, xs)
+    assert max_abs(ys, ys_plain) == 0.0  # the replacement is what runs
+    assert max_abs(ys, ys_doubled) < 1e-12
+
+    # Mixed dtypes take the plain path, which promotes as the cell's step does.
+    as_float32 = functools.partial(jax.tree.map, lambda a: np.asarray(a, np.float32))
+    assert not fused.supports(lstm, params, as_float32(xs), carry)
+    assert fused.supports(lstm, as_float32(params), as_float32(xs), as_float32(carry))
