@@ -1,0 +1,484 @@
+"""The recurrent-layer benchmarks: jaxrnn against PyTorch, flax, equinox and cuDNN.
+
+    python benchmarks/run.py                        # every workload this machine runs
+    python benchmarks/run.py lstm gru --repeats 30  # some workloads
+    python benchmarks/run.py --jsonl out.jsonl --markdown out.md
+    jaxrnn bench ...                                # the same, from the jaxrnn command
+
+Method: for each workload and pass (``forward``, ``train``) every contender is
+built and compiled first (compile time reported apart), warmed up, then timed
+call by call with the contenders interleaved (the order rotates every round),
+so that a busy or drifting machine hits them alike; each call waits for its
+result (``block_until_ready``, ``torch.cuda.synchronize``). The median of the
+rounds is reported. Output: one JSON object per line (machine, versions,
+sizes, times) and markdown tables of the ratios jaxrnn / peer (below 1:
+jaxrnn is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import contenders as contenders_module
+from workloads import WORKLOADS, Workload, tiny
+
+from jaxrnn.cli import CommandError
+
+__all__ = ["add_arguments", "main", "run"]
+
+DEFAULT_CONTENDERS = ("jaxrnn", "pytorch", "flax", "equinox", "jaxrnn-autodiff", "jax-cudnn")
+BURST = 2  # timed calls per contender per round, after one untimed call
+SETTLE_S = 0.03  # idle time before each contender's burst
+PEERS_IN_TABLE = ("pytorch", "flax", "equinox", "jax-cudnn", "jaxrnn-autodiff")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's options, shared by this script and ``jaxrnn bench``."""
+    parser.add_argument(
+        "workloads",
+        nargs="*",
+        metavar="WORKLOAD",
+        help=f"workloads to run (default: all this backend runs): {', '.join(WORKLOADS)}",
+    )
+    parser.add_argument(
+        "--contenders",
+        default=",".join(DEFAULT_CONTENDERS),
+        help="comma-separated contenders (default: %(default)s)",
+    )
+    parser.add_argument("--repeats", type=int, default=20, help="timed rounds (default: 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default: 3)")
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        metavar="SHARE",
+        help="on a shared machine: wait before each round until other processes use at most "
+        "this share of the cores (e.g. 0.05), and set aside rounds they disturbed",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="with --quiet: wait at most this long per workload and pass (default: 600)",
+    )
+    parser.add_argument("--jsonl", type=Path, help="append one JSON object per result here")
+    parser.add_argument("--markdown", type=Path, help="write the tables here as well")
+    parser.add_argument(
+        "--compile-scaling",
+        action="store_true",
+        help="also compile jaxrnn's and flax's LSTM training pass at several T",
+    )
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="toy sizes and XLA's backend optimisations off, to smoke-test the harness (the "
+        "times mean nothing)",
+    )
+    parser.add_argument("--list", action="store_true", help="list the workloads and exit")
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def machine() -> dict[str, Any]:
+    """What ran the benchmark: processor, cores, accelerator, versions, load."""
+    import jax
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "device": str(jax.devices()[0].device_kind),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+    }
+    for module in ("torch", "flax", "equinox", "optax"):
+        try:
+            info[module] = __import__(module).__version__
+        except ImportError:
+            info[module] = None
+    if info["torch"] is not None:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["torch_device"] = torch.cuda.get_device_name()
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+class OthersCPU:
+    """The share of the machine's cores other processes used between ``start`` and ``stop``.
+
+    Read from ``/proc/stat`` (all processes) minus this process's own CPU time;
+    ``None`` where ``/proc/stat`` does not exist. A shared machine slows every
+    contender, PyTorch's OpenMP threads most, so the results record it.
+    """
+
+    def __init__(self) -> None:
+        self.begin = self._read()
+
+    @staticmethod
+    def _read() -> tuple[float, float, float] | None:
+        try:
+            fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return busy, usage.ru_utime + usage.ru_stime, time.monotonic()
+
+    def stop(self) -> float | None:
+        end = self._read()
+        if self.begin is None or end is None:
+            return None
+        busy, own, wall = (e - b for e, b in zip(end, self.begin, strict=True))
+        return round(max(0.0, busy - own) / (wall * (os.cpu_count() or 1)), 3)
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def time_interleaved(
+    benches: dict[str, Any],
+    repeats: int,
+    warmup: int,
+    quiet: float | None = None,
+    max_wait: float = 600.0,
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Seconds per call of each bench, the benches interleaved and their order rotating.
+
+    Each round gives every bench a burst, after ``SETTLE_S`` seconds of idling:
+    one untimed call, then ``BURST`` timed ones. With ``quiet`` (a share of the
+    machine's cores), each round waits until other processes use at most that
+    share, and a round during which they used
+    more is set aside, until ``repeats`` quiet rounds are in; after ``max_wait``
+    seconds of waiting in all, the rounds run as they come and all of them count.
+    Returns the samples and a summary of the rounds.
+    """
+    for bench in benches.values():
+        for _ in range(warmup):
+            bench.call()
+    names = list(benches)
+    kept: list[dict[str, list[float]]] = []
+    shares: list[float] = []
+    rounds, waited = 0, 0.0
+    while len(kept) < repeats:
+        patient = quiet is not None and waited < max_wait
+        while patient:
+            probe = OthersCPU()
+            time.sleep(0.5)
+            share = probe.stop()
+            if share is None or share <= quiet:
+                break
+            waited += 0.5
+            patient = waited < max_wait
+        shift = rounds % len(names)
+        others, times = OthersCPU(), {}
+        for name in names[shift:] + names[:shift]:
+            # Let the previous contender's threads go idle first: PyTorch's OpenMP
+            # workers spin for about 10 ms after each call, taking a core from
+            # whoever runs next. Then a burst: one untimed call (caches, clocks),
+            # and BURST timed ones.
+            time.sleep(SETTLE_S)
+            benches[name].call()
+            burst = []
+            for _ in range(BURST):
+                start = time.perf_counter()
+                benches[name].call()
+                burst.append(time.perf_counter() - start)
+            times[name] = burst
+        share = others.stop()
+        rounds += 1
+        if patient and share is not None and share > quiet:
+            waited += sum(map(sum, times.values()))  # disturbed: set aside, count as waiting
+            continue
+        kept.append(times)
+        if share is not None:
+            shares.append(share)
+    summary = {
+        "rounds": rounds,
+        "rounds_kept": len(kept),
+        "others_cpu": round(statistics.median(shares), 3) if shares else None,
+        "waited_s": round(waited, 1),
+    }
+    return {name: [s for t in kept for s in t[name]] for name in names}, summary
+
+
+def run_workload(
+    workload: Workload,
+    names: list[str],
+    backend: str,
+    repeats: int,
+    warmup: int,
+    quiet: float | None = None,
+    max_wait: float = 600.0,
+) -> list[dict[str, Any]]:
+    """Times every available contender on both passes of ``workload``: one record each."""
+    data = workload.inputs()
+    records = []
+    for pass_ in contenders_module.PASSES:
+        benches, skipped = {}, {}
+        for name in names:
+            reason = contenders_module.unavailable(name, workload, backend)
+            if reason is None:
+                benches[name] = contenders_module.build(name, workload, data, pass_)
+            else:
+                skipped[name] = reason
+        samples, summary = time_interleaved(benches, repeats, warmup, quiet, max_wait)
+        for name, bench in benches.items():
+            times_ms = [1e3 * s for s in samples[name]]
+            records.append(
+                {
+                    "workload": workload.name,
+                    "pass": pass_,
+                    "contender": name,
+                    **workload.sizes,
+                    "median_ms": statistics.median(times_ms),
+                    "min_ms": min(times_ms),
+                    "times_ms": [round(t, 4) for t in times_ms],
+                    "compile_s": bench.compile_s,
+                    "memory_bytes": bench.memory_bytes,
+                    "memory_kind": bench.memory_kind,
+                    **summary,
+                }
+            )
+        for name, reason in skipped.items():
+            records.append(
+                {"workload": workload.name, "pass": pass_, "contender": name, "skipped": reason}
+            )
+    return records
+
+
+def compile_scaling(times: tuple[int, ...] = (25, 100, 400, 1600)) -> list[dict[str, Any]]:
+    """Compile seconds of the LSTM training pass (B=32, I=128, H=256) at several T."""
+    records = []
+    for t in times:
+        workload = Workload(f"lstm-T{t}", "lstm", t, 32, 128, 256)
+        data = workload.inputs()
+        for name in ("jaxrnn", "flax"):
+            if contenders_module.unavailable(name, workload, "cpu") is None:
+                bench = contenders_module.build(name, workload, data, "train")
+                records.append(
+                    {"compile_scaling": t, "contender": name, "compile_s": bench.compile_s}
+                )
+    return records
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _ms(record: dict[str, Any] | None) -> str:
+    return "—" if record is None or "median_ms" not in record else f"{record['median_ms']:.2f}"
+
+
+def tables(records: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    """Markdown: ratios jaxrnn / peer, median times, compile times and memory."""
+    found = {(r["workload"], r["pass"], r["contender"]): r for r in records if "pass" in r}
+    rows = sorted({(r["workload"], r["pass"]) for r in records if "pass" in r}, key=_row_order)
+    peers = [
+        p for p in PEERS_IN_TABLE if any(k[2] == p and "median_ms" in v for k, v in found.items())
+    ]
+    label = contenders_module.CONTENDERS
+    lines = [
+        f"Machine: {info['processor']}, {info['cpu_count']} cores, backend {info['backend']} "
+        f"({info['device']}); jax {info['jax']}, torch {info.get('torch')}, flax "
+        f"{info.get('flax')}, equinox {info.get('equinox')}. Medians of interleaved rounds.",
+        "",
+        "Ratio of times, jaxrnn / peer (below 1.00: jaxrnn is faster):",
+        "",
+        "| workload | pass | " + " | ".join(label[p] for p in peers) + " |",
+        "|---|---|" + "---:|" * len(peers),
+    ]
+    for workload, pass_ in rows:
+        ours = found.get((workload, pass_, "jaxrnn"))
+        cells = []
+        for peer in peers:
+            theirs = found.get((workload, pass_, peer))
+            if (
+                ours is None
+                or theirs is None
+                or "median_ms" not in theirs
+                or "median_ms" not in ours
+            ):
+                cells.append("—")
+            else:
+                cells.append(f"{ours['median_ms'] / theirs['median_ms']:.2f}")
+        lines.append(f"| {workload} | {pass_} | " + " | ".join(cells) + " |")
+
+    everyone = ["jaxrnn", *peers]
+    lines += [
+        "",
+        "Median time per call, ms:",
+        "",
+        "| workload | pass | " + " | ".join(label[p] for p in everyone) + " |",
+        "|---|---|" + "---:|" * len(everyone),
+    ]
+    for workload, pass_ in rows:
+        cells = [_ms(found.get((workload, pass_, p))) for p in everyone]
+        lines.append(f"| {workload} | {pass_} | " + " | ".join(cells) + " |")
+
+    jax_names = [p for p in everyone if p != "pytorch"]
+    lines += [
+        "",
+        "Compile time of the training pass, s (XLA temporary memory, MiB):",
+        "",
+        "| workload | " + " | ".join(label[p] for p in jax_names) + " |",
+        "|---|" + "---:|" * len(jax_names),
+    ]
+    for workload in dict.fromkeys(w for w, _ in rows):
+        cells = []
+        for name in jax_names:
+            record = found.get((workload, "train", name))
+            if record is None or record.get("compile_s") is None:
+                cells.append("—")
+                continue
+            memory = record.get("memory_bytes")
+            mib = "" if memory is None else f" ({memory / 2**20:.1f})"
+            cells.append(f"{record['compile_s']:.2f}{mib}")
+        lines.append(f"| {workload} | " + " | ".join(cells) + " |")
+
+    scaling = [r for r in records if "compile_scaling" in r]
+    if scaling:
+        steps = sorted({r["compile_scaling"] for r in scaling})
+        lines += [
+            "",
+            "Compile time of the LSTM training pass against T, s:",
+            "",
+            "| contender | " + " | ".join(f"T={t}" for t in steps) + " |",
+            "|---|" + "---:|" * len(steps),
+        ]
+        for name in dict.fromkeys(r["contender"] for r in scaling):
+            by_t = {r["compile_scaling"]: r["compile_s"] for r in scaling if r["contender"] == name}
+            cells = [f"{by_t[t]:.2f}" if t in by_t else "—" for t in steps]
+            lines.append(f"| {label[name]} | " + " | ".join(cells) + " |")
+    timed = [r for r in records if "median_ms" in r]
+    shares = [r["others_cpu"] for r in timed if r.get("others_cpu") is not None]
+    if shares and max(shares) > 0.02:
+        lines += [
+            "",
+            f"The machine was shared: in the rounds reported, other processes used a median "
+            f"{100 * statistics.median(shares):.0f}% (at most {100 * max(shares):.0f}%) of its "
+            "cores. PyTorch's OpenMP threads suffer most from that.",
+        ]
+    dropped = sum(r["rounds"] - r["rounds_kept"] for r in timed if "rounds" in r)
+    if dropped:
+        lines += [
+            "",
+            f"Rounds set aside because other processes were busy (--quiet): {dropped} of "
+            f"{sum(r['rounds'] for r in timed if 'rounds' in r)}.",
+        ]
+    skipped = sorted({(r["contender"], r["skipped"]) for r in records if "skipped" in r})
+    if skipped:
+        lines += ["", "Not run: " + "; ".join(f"{label[n]}: {why}" for n, why in skipped) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _row_order(row: tuple[str, str]) -> tuple[int, int]:
+    names = list(WORKLOADS)
+    workload = row[0]
+    return (names.index(workload) if workload in names else len(names), row[1] != "forward")
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs the benchmarks ``args`` name; prints JSON lines, then the tables."""
+    if args.list:
+        for workload in WORKLOADS.values():
+            sizes = ", ".join(f"{k}={v}" for k, v in workload.sizes.items())
+            print(f"{workload.name:16s} {workload.about} ({sizes})")
+        return 0
+    unknown = [w for w in args.workloads if w not in WORKLOADS]
+    if unknown:
+        raise CommandError(
+            f"unknown workload(s) {', '.join(unknown)}; choose from {', '.join(WORKLOADS)} "
+            "(or run with --list)."
+        )
+    names = [n.strip() for n in args.contenders.split(",") if n.strip()]
+    bad = [n for n in names if n not in contenders_module.CONTENDERS]
+    if bad:
+        raise CommandError(
+            f"unknown contender(s) {', '.join(bad)}; choose from "
+            f"{', '.join(contenders_module.CONTENDERS)}."
+        )
+    if args.repeats < 1 or args.warmup < 0:
+        raise CommandError(
+            f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}."
+        )
+    if args.quiet is not None and not 0 <= args.quiet < 1:
+        raise CommandError(f"--quiet is a share of the cores in [0, 1), got {args.quiet}.")
+
+    info = machine()
+    backend = info["backend"]
+    if args.workloads:
+        chosen = [WORKLOADS[w] for w in args.workloads]
+        if backend != "gpu" and any(w.gpu_only for w in chosen) and not args.tiny:
+            raise CommandError("lstm-long runs on a GPU only (this backend is " + backend + ").")
+    else:
+        chosen = [w for w in WORKLOADS.values() if backend == "gpu" or not w.gpu_only]
+    if args.tiny:
+        chosen = [tiny(w) for w in chosen]
+        contenders_module.COMPILER_OPTIONS["xla_backend_optimization_level"] = 0
+
+    records: list[dict[str, Any]] = []
+    out = open(args.jsonl, "a") if args.jsonl else None  # noqa: SIM115
+    try:
+        for workload in chosen:
+            print(f"# {workload.name}: {workload.about}", file=sys.stderr, flush=True)
+            new = run_workload(
+                workload, names, backend, args.repeats, args.warmup, args.quiet, args.max_wait
+            )
+            if workload is chosen[-1] and args.compile_scaling:
+                new += compile_scaling((5, 10) if args.tiny else (25, 100, 400, 1600))
+            for record in new:
+                line = json.dumps({**record, "machine": info})
+                print(line, flush=True)
+                if out is not None:
+                    print(line, file=out, flush=True)
+            records += new
+    finally:
+        if out is not None:
+            out.close()
+    text = tables(records, info)
+    print("\n" + text)
+    if args.markdown:
+        args.markdown.write_text(text)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except CommandError as error:
+        print(f"run.py: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The benchmark suite runs end to end at toy sizes (a smoke test: speed is never asserted)."""
+
+import json
+
+import pytest
+
+from jaxrnn import cli
+from jaxrnn.commands import bench
+
+
+def run_tiny(tmp_path, workload, contenders):
+    jsonl, markdown = tmp_path / f"{workload}.jsonl", tmp_path / f"{workload}.md"
+    argv = ["bench", workload, "--tiny", "--repeats", "1", "--warmup", "0"]
+    argv += ["--contenders", contenders, "--jsonl", str(jsonl), "--markdown", str(markdown)]
+    assert cli.main(argv) == 0
+    return [json.loads(line) for line in jsonl.read_text().splitlines()], markdown.read_text()
+
+
+def timed_keys(records):
+    return {(r["workload"], r["pass"], r["contender"]) for r in records if "median_ms" in r}
+
+
+def test_jaxrnn_bench_runs_every_peer_on_a_tiny_layer(tmp_path, capsys):
+    records, table = run_tiny(tmp_path, "lstm", "jaxrnn,flax,equinox,pytorch,jax-cudnn")
+    assert timed_keys(records) == {
+        ("lstm", p, c)
+        for p in ("forward", "train")
+        for c in ("jaxrnn", "flax", "equinox", "pytorch")
+    }
+    timed = [r for r in records if "median_ms" in r]
+    assert all(r["median_ms"] > 0 and r["machine"]["jax"] for r in timed)
+    assert all(r["compile_s"] > 0 for r in timed if r["contender"] != "pytorch")
+    assert any("cuDNN" in r.get("skipped", "") for r in records)  # no GPU here
+    assert "| lstm | train |" in table and "Ratio of times, jaxrnn / peer" in table
+    assert table in capsys.readouterr().out
+
+
+def test_jaxrnn_bench_runs_a_tiny_training_step(tmp_path):
+    records, _ = run_tiny(tmp_path, "char-lstm-train", "jaxrnn,pytorch")
+    assert timed_keys(records) == {
+        ("char-lstm-train", p, c) for p in ("forward", "train") for c in ("jaxrnn", "pytorch")
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bench", "nope"], "unknown workload(s) nope"),
+        (["bench", "--contenders", "jaxrnn,theano"], "unknown contender(s) theano"),
+        (["bench", "--repeats", "0"], "--repeats must be >= 1"),
+    ],
+)
+def test_jaxrnn_bench_rejects_bad_arguments_in_one_line(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_jaxrnn_bench_lists_the_workloads(capsys):
+    assert cli.main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "char-lstm-train" in out and "lstm-long" in out
+
+
+def test_the_command_finds_the_suite_in_the_checkout():
+    assert bench._runner() is not None
