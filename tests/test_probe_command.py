@@ -1,0 +1,200 @@
+"""``jaxrnn probe`` and ``jaxrnn task``: figures render headless, JSON holds the plotted numbers,
+bad arguments get one-line messages, and a short smoke run of each command works."""
+
+import json
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from jaxrnn import plots
+from jaxrnn.cli import main
+from jaxrnn.commands import probe
+
+# --------------------------------------------------------------------------- plots
+
+
+def _png_ok(path):
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image.std() > 0  # something was drawn
+
+
+def test_line_plot_writes_png_and_the_plotted_numbers(tmp_path):
+    y = np.array([1.0, 1e-3, 0.0, np.nan, 1e-9])  # zeros and NaN cannot sit on a log axis
+    png, js = plots.line_plot(
+        [{"label": "a", "y": y}, {"label": "b", "x": [2, 3], "y": [5.0, 6.0], "style": "--"}],
+        tmp_path / "sub" / "fig.png",
+        title="t",
+        xlabel="x",
+        ylabel="y",
+        hlines=[{"y": 0.5, "label": "baseline"}],
+        note="set-up",
+    )
+    assert png == tmp_path / "sub" / "fig.png" and js == tmp_path / "sub" / "fig.json"
+    _png_ok(png)
+    data = json.loads(js.read_text())
+    assert data["series"][0]["y"] == [1.0, 1e-3, 0.0, None, 1e-9]
+    assert data["series"][0]["x"] == [0, 1, 2, 3, 4]
+    assert data["series"][1] == {
+        "label": "b",
+        "x": [2, 3],
+        "y": [5.0, 6.0],
+        "style": "--",
+        "color": None,
+    }
+    assert data["hlines"][0]["y"] == 0.5 and data["yscale"] == "log" and data["note"] == "set-up"
+
+
+def test_heatmaps_and_cliff_plot_write_their_numbers(tmp_path):
+    values = np.exp(-np.arange(12.0)).reshape(3, 4)
+    png, js = plots.heatmaps(
+        [{"label": "p", "rows": [0, 10, 20], "columns": [0, 1, 2, 3], "values": values}] * 2,
+        tmp_path / "heat.png",
+        title="t",
+    )
+    _png_ok(png)
+    data = json.loads(js.read_text())
+    np.testing.assert_allclose(data["panels"][1]["values"], values, rtol=1e-6)  # 7 digits
+    assert data["panels"][0]["rows"] == [0, 10, 20]
+
+    w, b = np.linspace(0, 1, 5), np.linspace(-1, 1, 4)
+    loss = np.outer(b**2 + 0.1, w + 1)
+    png, js = plots.cliff_plot(
+        w,
+        b,
+        loss,
+        2 * loss,
+        [{"label": "gd", "w": [0.5, 0.6], "b": [0.0, 0.1]}],
+        tmp_path / "cliff.png",
+        title="c",
+    )
+    _png_ok(png)
+    data = json.loads(js.read_text())
+    np.testing.assert_allclose(data["loss"], loss, rtol=1e-6)
+    np.testing.assert_allclose(data["grad_norm"], 2 * loss, rtol=1e-6)
+    assert data["paths"][0]["w"] == [0.5, 0.6]
+
+
+def test_to_jsonable_handles_arrays_tuples_and_non_finite_numbers():
+    from typing import NamedTuple
+
+    class Pair(NamedTuple):
+        a: float
+        b: np.ndarray
+
+    out = plots.to_jsonable({"p": Pair(np.float32(1.5), np.array([np.inf, 2]))})
+    assert out == {"p": {"a": 1.5, "b": [None, 2.0]}}
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+@pytest.fixture(scope="module")
+def task_run(tmp_path_factory):
+    """One tiny `jaxrnn task` run, shared by the tests that read its JSON."""
+    out = tmp_path_factory.mktemp("runs") / "adding_elman.json"
+    argv = [
+        "task",
+        "adding",
+        "--cell",
+        "elman",
+        "--length",
+        "6",
+        "--hidden",
+        "4",
+        "--batch",
+        "8",
+        "--steps",
+        "4",
+        "--eval-every",
+        "2",
+        "--test-size",
+        "16",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    return out
+
+
+def test_task_command_smoke_run_writes_the_run(task_run, capsys):
+    run = json.loads(task_run.read_text())
+    assert run["config"]["cell"] == "elman" and run["config"]["length"] == 6
+    assert run["baseline"] == pytest.approx(1 / 6)
+    assert run["history"]["step"] == [0, 2, 4]
+    assert len(run["history"]["test"]["loss"]) == 3
+    norms = np.asarray(run["grad_profiles"]["norms"])
+    assert norms.shape == (3, 6) and np.all(norms > 0)
+    assert run["history"]["train_loss"][0] is None  # no training loss before step 1
+    assert set(run["spectrum"]["init"]) == {"h"}
+    assert run["spectrum"]["init"]["h"]["spectral_radius"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_probe_command_smoke_run(task_run, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(probe, "CLIFF_GRID", (9, 7))
+    monkeypatch.setattr(probe, "CLIFF_DESCENT_STEPS", 5)
+    monkeypatch.setattr(probe, "THEORY_HIDDEN", 3)
+    monkeypatch.setattr(probe, "THEORY_LINEAR_LENGTH", 12)
+    monkeypatch.setattr(probe, "THEORY_TANH_LENGTH", 8)
+    every_variant = probe.init_variants
+    monkeypatch.setattr(probe, "init_variants", lambda hidden: every_variant(hidden)[::6])
+    argv = [
+        "probe",
+        "init",
+        "cliff",
+        "theory",
+        "trained",
+        "--runs",
+        str(task_run),
+        "--length",
+        "6",
+        "--hidden",
+        "4",
+        "--batch",
+        "3",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    expected = [
+        "grad_norms_init",
+        "cliff",
+        "theory_linear",
+        "theory_tanh",
+        "grad_norms_trained_adding_T6",
+        "grad_norms_heatmap_adding_T6",
+        "learning_curves_adding_T6",
+    ]
+    for stem in expected:
+        _png_ok(tmp_path / f"{stem}.png")
+        assert json.loads((tmp_path / f"{stem}.json").read_text())["title"]
+    init = json.loads((tmp_path / "grad_norms_init.json").read_text())
+    labels = [s["label"].split("  ")[0] for s in init["series"]]
+    assert labels == ["Elman tanh, orthogonal x0.9", "LSTM, forget bias 1"]
+    assert all(len(s["y"]) == 6 for s in init["series"])
+    trained = json.loads((tmp_path / "grad_norms_trained_adding_T6.json").read_text())
+    run = json.loads(task_run.read_text())
+    np.testing.assert_allclose(trained["series"][1]["y"], run["grad_profiles"]["norms"][-1])
+    assert "cliff" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["task", "sorting"], "unknown task 'sorting'"),
+        (["task", "adding", "--cell", "rnn"], "unknown cell 'rnn'; choose one of lstm, gru, elman"),
+        (["task", "adding", "--length", "1"], "--length must be at least 2"),
+        (["task", "temporal_order", "--length", "3"], "--length must be at least 4"),
+        (["task", "adding", "--cell", "lstm", "--init", "identity"], "not available for lstm"),
+        (["task", "adding", "--steps", "0"], "--steps must be a positive integer"),
+        (["probe", "spectra"], "unknown figure 'spectra'; choose from init, trained"),
+        (["probe", "init", "--length", "1"], "--length must be at least 2"),
+        (["probe", "trained", "--runs", "/nonexistent.json"], "cannot read run"),
+    ],
+)
+def test_bad_arguments_print_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
