@@ -5,7 +5,7 @@ runs them over time-major sequences with ``jax.lax.scan``; ``StackedRNN``
 stacks layers in one or two directions, as PyTorch's ``nn.LSTM`` does.
 """
 
-from jaxrnn import init, interop, optim
+from jaxrnn import baselines, checkpoint, data, init, interop, optim, probes, tasks, train
 from jaxrnn.cells import (
     Cell,
     CellSpec,
@@ -29,11 +29,17 @@ __all__ = [
     "LSTMCarry",
     "LSTMParams",
     "StackedRNN",
+    "baselines",
+    "checkpoint",
+    "data",
     "elman",
     "gru",
     "init",
     "interop",
     "lstm",
     "optim",
+    "probes",
+    "tasks",
+    "train",
     "unroll",
 ]

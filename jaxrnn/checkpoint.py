@@ -1,0 +1,205 @@
+"""Checkpoints in a safe format, written atomically.
+
+A checkpoint is one ``.npz`` file (a zip of ``.npy`` arrays, read back with
+``allow_pickle=False``, so loading one never runs code) holding every leaf of
+a pytree under its path (``params['rnn'][0][0].w_ih``) and, beside them,
+a JSON document (``__meta__``) for everything that is not an array: the
+vocabulary, the model and training configuration, the step, counters.
+
+Writing goes to a temporary file in the same directory, which is flushed,
+``fsync``-ed and then renamed over the old checkpoint with ``os.replace``
+(atomic on POSIX and Windows), and the directory is ``fsync``-ed after: a
+crash at any moment leaves either the previous checkpoint or the new one,
+never a half-written file under the checkpoint's name.
+
+Loading takes a *template*, a pytree of the expected structure (e.g. a
+freshly initialised state): the structure comes from code, the values from
+the file, and any difference in names, shapes or dtypes is an error that
+says which leaf differs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["CheckpointError", "load", "load_meta", "save"]
+
+FORMAT = "jaxrnn-checkpoint"
+VERSION = 1
+_META = "__meta__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or does not match what is asked of it."""
+
+
+def _leaf_name(path: tuple[Any, ...]) -> str:
+    return jax.tree_util.keystr(path)
+
+
+def _is_key_array(leaf: Any) -> bool:
+    return hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _to_numpy(leaf: Any) -> tuple[np.ndarray, dict[str, str]]:
+    """An array numpy can store without pickle, and what it takes to restore it."""
+    info: dict[str, str] = {}
+    if _is_key_array(leaf):
+        info["key_impl"] = str(jax.random.key_impl(leaf))
+        leaf = jax.random.key_data(leaf)
+    array = np.asarray(leaf)
+    if array.dtype.kind not in "biufc":  # e.g. bfloat16: stored as raw unsigned ints
+        info["dtype"] = str(array.dtype)
+        array = array.view(f"u{array.dtype.itemsize}")
+    return array, info
+
+
+def save(path: str | os.PathLike[str], tree: Any, meta: dict[str, Any] | None = None) -> Path:
+    """Writes a pytree of arrays and a JSON-able dict to ``path``, atomically.
+
+    Args:
+      path: the checkpoint file; ``.npz`` is appended if missing. Its directory
+        is created if needed.
+      tree: a pytree whose leaves are arrays (PRNG key arrays and bfloat16 included).
+      meta: JSON-serialisable data stored beside the arrays.
+
+    Returns:
+      The path written.
+
+    Example:
+      >>> import tempfile, jax.numpy as jnp
+      >>> from jaxrnn import checkpoint
+      >>> path = checkpoint.save(tempfile.mkdtemp() + "/ck", {"w": jnp.ones(2)}, {"step": 3})
+      >>> tree, meta = checkpoint.load(path, {"w": jnp.zeros(2)})
+      >>> tree["w"].tolist(), meta["step"]
+      ([1.0, 1.0], 3)
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays, leaves_info = {}, {}
+    for leaf_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        name = _leaf_name(leaf_path)
+        arrays[name], info = _to_numpy(leaf)
+        if info:
+            leaves_info[name] = info
+    document = {"format": FORMAT, "version": VERSION, "leaves": leaves_info, "meta": meta or {}}
+    arrays[_META] = np.frombuffer(json.dumps(document).encode("utf-8"), dtype=np.uint8)
+
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp made it private
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Makes the rename durable; not every platform lets a directory be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint there.")
+    try:
+        with path.open("rb") as file, np.load(file, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint ({error}).") from None
+    try:
+        document = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
+        if document.get("format") != FORMAT:
+            raise KeyError("format")
+    except (KeyError, ValueError, UnicodeDecodeError):
+        raise CheckpointError(f"{path} is an .npz file but not a jaxrnn checkpoint.") from None
+    if document.get("version", 0) > VERSION:
+        raise CheckpointError(
+            f"{path} was written by a newer jaxrnn (format {document['version']}); upgrade jaxrnn."
+        )
+    return arrays, document
+
+
+def load_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON metadata of a checkpoint, without building any arrays on a device."""
+    return _read(path)[1]["meta"]
+
+
+def load(path: str | os.PathLike[str], template: Any) -> tuple[Any, dict[str, Any]]:
+    """Reads a checkpoint into the structure of ``template``.
+
+    Args:
+      path: a file written by ``save``.
+      template: a pytree of the expected structure, shapes and dtypes (its
+        values are ignored; ``jax.ShapeDtypeStruct`` leaves do, e.g. from
+        ``jax.eval_shape``), e.g. the state a fresh run would start from.
+
+    Returns:
+      ``(tree, meta)``: the stored values in ``template``'s structure, as JAX
+      arrays, and the stored metadata.
+
+    Raises:
+      CheckpointError: the file is missing or not a checkpoint, or its arrays
+        do not match the template (the message names the first leaf that differs).
+    """
+    arrays, document = _read(path)
+    leaves_info = document.get("leaves", {})
+    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
+    names = [_leaf_name(p) for p, _ in flat]
+    missing = [n for n in names if n not in arrays]
+    unexpected = sorted(set(arrays) - set(names))
+    if missing or unexpected:
+        detail = f"it lacks {missing[0]}" if missing else f"it has an unexpected {unexpected[0]}"
+        raise CheckpointError(
+            f"{path} does not fit this model: {detail} "
+            f"({len(arrays)} arrays stored, {len(names)} expected)."
+        )
+    leaves = []
+    for name, (_, like) in zip(names, flat, strict=True):
+        stored, info = arrays[name], leaves_info.get(name, {})
+        if "dtype" in info:
+            stored = stored.view(jnp.dtype(info["dtype"]))
+        if "key_impl" in info:
+            leaf = jax.random.wrap_key_data(jnp.asarray(stored), impl=info["key_impl"])
+            if not _is_key_array(like) or leaf.shape != np.shape(like):
+                raise CheckpointError(
+                    f"{path} does not fit this model: {name} is a PRNG key of shape "
+                    f"{list(leaf.shape)} there, not here."
+                )
+            leaves.append(leaf)
+            continue
+        like_shape, like_dtype = np.shape(like), jnp.result_type(like)
+        if tuple(stored.shape) != tuple(like_shape) or stored.dtype != like_dtype:
+            raise CheckpointError(
+                f"{path} does not fit this model: {name} is {stored.dtype}{list(stored.shape)} "
+                f"there, {like_dtype}{list(like_shape)} here."
+            )
+        leaves.append(jnp.asarray(stored))
+    return jax.tree_util.tree_unflatten(treedef, leaves), document.get("meta", {})

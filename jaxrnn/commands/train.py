@@ -1,0 +1,365 @@
+"""``jaxrnn train``: train a character language model on a text file or the embedded corpus."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from jaxrnn import baselines, checkpoint, data
+from jaxrnn import train as training
+from jaxrnn.cli import CommandError
+
+NAME = "train"
+HELP = "train a character-level language model (LSTM, GRU or Elman) on a text"
+
+# Flags that define the model or the batching: a resumed run must keep them.
+_MODEL_FLAGS = {
+    "cell": "cell",
+    "hidden": "hidden_size",
+    "layers": "num_layers",
+    "dropout": "dropout",
+}
+_BATCH_FLAGS = {"batch": "batch_size", "seq_len": "seq_len"}
+# Flags that only steer training: a resumed run may change them (the run is then not exact).
+_TRAIN_FLAGS = {
+    "steps": "steps",
+    "lr": "learning_rate",
+    "schedule": "schedule",
+    "warmup": "warmup_steps",
+    "clip": "clip_norm",
+    "eval_every": "eval_every",
+    "sample_every": "sample_every",
+    "patience": "patience",
+    "seed": "seed",
+}
+_MODEL_DEFAULTS = {"cell": "lstm", "hidden_size": 256, "num_layers": 1, "dropout": 0.0}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds ``jaxrnn train``'s flags; unset ones come from a resumed checkpoint or the defaults."""
+    source = parser.add_argument_group("text")
+    source.add_argument(
+        "--text", metavar="FILE", help="a UTF-8 text file (default: the embedded corpus)"
+    )
+    source.add_argument(
+        "--corpus",
+        choices=data.CORPORA,
+        default="docstrings",
+        help="without --text: the standard library's docstrings or source (default: docstrings)",
+    )
+    source.add_argument(
+        "--max-chars", type=int, metavar="N", help="use only the first N characters of the text"
+    )
+    source.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.05,
+        metavar="F",
+        help="the share of the text held out for validation, from its end (default: 0.05)",
+    )
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--cell", choices=sorted(training.CELLS), help="the cell (default: lstm)")
+    model.add_argument("--hidden", type=int, metavar="H", help="hidden size (default: 256)")
+    model.add_argument("--layers", type=int, metavar="N", help="stacked layers (default: 1)")
+    model.add_argument(
+        "--dropout", type=float, metavar="P", help="dropout between layers (default: 0)"
+    )
+
+    fit = parser.add_argument_group("training")
+    defaults = training.TrainConfig()
+    fit.add_argument(
+        "--batch", type=int, metavar="B", help=f"parallel streams (default: {defaults.batch_size})"
+    )
+    fit.add_argument(
+        "--seq-len",
+        type=int,
+        metavar="L",
+        help=f"characters per window, the BPTT truncation (default: {defaults.seq_len})",
+    )
+    fit.add_argument(
+        "--steps", type=int, metavar="N", help=f"optimizer updates (default: {defaults.steps})"
+    )
+    fit.add_argument(
+        "--lr", type=float, help=f"Adam's peak learning rate (default: {defaults.learning_rate})"
+    )
+    fit.add_argument(
+        "--schedule",
+        choices=training.SCHEDULES,
+        help="learning-rate schedule after the warm-up (default: cosine)",
+    )
+    fit.add_argument(
+        "--warmup", type=int, metavar="N", help=f"warm-up steps (default: {defaults.warmup_steps})"
+    )
+    fit.add_argument(
+        "--clip",
+        type=float,
+        metavar="C",
+        help=f"clip the gradients' global norm to C (default: {defaults.clip_norm})",
+    )
+    fit.add_argument(
+        "--eval-every",
+        type=int,
+        metavar="N",
+        help=f"steps between evaluations and checkpoints (default: {defaults.eval_every})",
+    )
+    fit.add_argument(
+        "--sample-every",
+        type=int,
+        metavar="N",
+        help=f"steps between samples, 0 for none (default: {defaults.sample_every})",
+    )
+    fit.add_argument(
+        "--patience",
+        type=int,
+        metavar="N",
+        help=f"stop after N evaluations without progress, 0 never (default: {defaults.patience})",
+    )
+    fit.add_argument(
+        "--seed", type=int, help="seed of the parameters, dropout and samples (default: 0)"
+    )
+    fit.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="stop after this long, with an evaluation and a checkpoint",
+    )
+    fit.add_argument(
+        "--stop-at-step",
+        type=int,
+        metavar="N",
+        help="end this session after step N with a checkpoint, as an interruption would "
+        "(for time-sliced jobs); --resume continues exactly",
+    )
+
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--out",
+        default="runs/char",
+        metavar="DIR",
+        help="checkpoint directory (default: runs/char)",
+    )
+    output.add_argument(
+        "--resume", action="store_true", help="continue the run saved in --out, exactly"
+    )
+    output.add_argument(
+        "--overwrite", action="store_true", help="start afresh even if --out holds a run"
+    )
+    output.add_argument(
+        "--metrics", metavar="FILE", help="write one JSON line per evaluation to FILE"
+    )
+    output.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also fit order-k Markov chains on the same split and report the best",
+    )
+    output.add_argument(
+        "--temperature", type=float, default=0.8, help="of the final sample (default: 0.8)"
+    )
+    output.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load_text(args: argparse.Namespace) -> tuple[str, str]:
+    """The text and how to name it in messages."""
+    if args.text is not None:
+        try:
+            text, name = data.read_text_file(args.text), args.text
+        except data.TextFileError as error:
+            raise CommandError(str(error)) from None
+    else:
+        text, name = data.stdlib_corpus(args.corpus), f"the embedded {args.corpus} corpus"
+    if args.max_chars is not None:
+        if args.max_chars < 1:
+            raise CommandError(f"--max-chars must be >= 1, got {args.max_chars}.")
+        text = text[: args.max_chars]
+    return text, name
+
+
+def _explicit(args: argparse.Namespace, flags: dict[str, str]) -> dict[str, Any]:
+    return {
+        field: getattr(args, flag)
+        for flag, field in flags.items()
+        if getattr(args, flag) is not None
+    }
+
+
+def _flag(field: str) -> str:
+    for flags in (_MODEL_FLAGS, _BATCH_FLAGS, _TRAIN_FLAGS):
+        for flag, name in flags.items():
+            if name == field:
+                return "--" + flag.replace("_", "-")
+    return field
+
+
+def _configs(args: argparse.Namespace, meta: dict[str, Any] | None, vocab_size: int):
+    """The model and training configurations: the checkpoint's, then explicit flags."""
+    model_fields = {**_MODEL_DEFAULTS, **_explicit(args, _MODEL_FLAGS)}
+    train_fields = {
+        **_explicit(args, _BATCH_FLAGS),
+        **_explicit(args, _TRAIN_FLAGS),
+    }
+    if meta is not None:
+        stored_model, stored_train = meta["model"], meta["train"]
+        asked = {**_explicit(args, _MODEL_FLAGS), **_explicit(args, _BATCH_FLAGS)}
+        stored = {**stored_model, **stored_train}
+        conflicts = [
+            f"{_flag(k)} {v} (saved: {stored[k]})" for k, v in asked.items() if stored.get(k) != v
+        ]
+        if conflicts:
+            raise CommandError(
+                f"the checkpoint in {args.out} is of another architecture or batching: "
+                f"you asked for {', '.join(conflicts)}. Drop those flags to resume it, or "
+                "train a new model with another --out (or --overwrite)."
+            )
+        model_fields = {**stored_model}
+        train_fields = {**stored_train, **_explicit(args, _TRAIN_FLAGS)}
+    model_fields["vocab_size"] = vocab_size
+    try:
+        model_config = training.ModelConfig(**model_fields)
+        train_config = training.TrainConfig(**train_fields)
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    return model_config, train_config
+
+
+def run(args: argparse.Namespace) -> int:
+    """Trains, checkpoints into ``--out``, and prints the validation loss and a sample."""
+    if args.val_fraction is not None and not 0.0 < args.val_fraction < 0.5:
+        raise CommandError(f"--val-fraction must lie in (0, 0.5), got {args.val_fraction}.")
+    text, name = _load_text(args)
+    fingerprint = hashlib.sha256(f"{args.val_fraction}\0{text}".encode()).hexdigest()[:16]
+    out = Path(args.out)
+    latest = out / "checkpoint.npz"
+
+    meta = None
+    if args.resume:
+        try:
+            meta = checkpoint.load_meta(latest)
+        except checkpoint.CheckpointError as error:
+            raise CommandError(f"cannot resume: {error} Train without --resume first.") from None
+        if "model" not in meta or "train" not in meta or "vocab" not in meta:
+            raise CommandError(f"{latest} is not a checkpoint of a character model.")
+        if meta.get("fingerprint") != fingerprint:
+            raise CommandError(
+                f"the checkpoint in {out} was trained on another text (or --max-chars / "
+                "--val-fraction); pass the same ones to resume, or train afresh with another --out."
+            )
+    elif latest.exists() and not args.overwrite:
+        raise CommandError(
+            f"{out} already holds a run; pass --resume to continue it, --overwrite to start "
+            "afresh, or another --out."
+        )
+    else:  # a fresh run must not leave an older run's best checkpoint behind
+        for old in (latest, out / "best.npz"):
+            old.unlink(missing_ok=True)
+
+    vocab = data.Vocabulary(tuple(meta["vocab"])) if meta is not None else None
+    model_config, config = _configs(args, meta, 1 if vocab is None else vocab.size)
+    try:
+        char_data = data.char_data(
+            text,
+            config.batch_size,
+            config.seq_len,
+            val_fraction=args.val_fraction,
+            vocab=vocab,
+            name=name,
+        )
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    if vocab is None:
+        model_config = dataclasses.replace(model_config, vocab_size=char_data.vocab.size)
+    model = training.CharModel(model_config)
+
+    state, progress = None, None
+    if meta is not None:
+        optimizer, _ = training.make_optimizer(config)
+        try:
+            state, meta = training.restore_state(latest, model, optimizer, config.batch_size)
+        except checkpoint.CheckpointError as error:
+            raise CommandError(str(error)) from None
+        progress = training.progress_from_meta(meta)
+
+    n_train, n_val = char_data.train.size, char_data.val.size
+    print(
+        f"{name}: {len(text):,} characters, {char_data.vocab.size} distinct; "
+        f"{n_train:,} for training in {config.batch_size} streams, {n_val:,} held out"
+    )
+    print(
+        f"model: {model_config.describe()}, "
+        f"{sum(x.size for x in jax.tree.leaves(jax.eval_shape(model.init, jax.random.key(0)))):,} "
+        "parameters"
+    )
+    if state is not None:
+        print(f"resuming {latest} at step {int(state.step)} of {config.steps}")
+    if model_config.dropout and model_config.num_layers == 1:
+        print("note: --dropout acts between layers; with --layers 1 it changes nothing")
+
+    markov = None
+    if args.baseline:
+        started = time.perf_counter()
+        markov = baselines.select_markov_order(
+            char_data.train_ids, char_data.val, char_data.vocab.size, orders=range(11)
+        )
+        scores = ", ".join(f"{k}: {v:.3f}" for k, v in markov.bpc_by_order.items())
+        print(
+            f"baseline: order-{markov.best_order} Markov chain (Witten-Bell), "
+            f"{markov.best_bpc:.3f} bits per character on the same validation text "
+            f"({time.perf_counter() - started:.0f} s; by order: {scores})"
+        )
+
+    prime = (
+        "\n" if "\n" in char_data.vocab.chars else char_data.vocab.decode(char_data.train[0, :1])
+    )
+    metrics_file = None
+    if args.metrics:
+        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
+        metrics_file = open(args.metrics, "a" if args.resume else "w", encoding="utf-8")  # noqa: SIM115
+    started = time.perf_counter()
+    try:
+        result = training.fit(
+            model,
+            char_data,
+            config,
+            state=state,
+            progress=progress,
+            out_dir=out,
+            metrics_file=metrics_file,
+            text_fingerprint=fingerprint,
+            prime=prime,
+            time_limit=args.time_limit,
+            stop_at_step=args.stop_at_step,
+            show_progress=not args.no_progress,
+            log=print if args.no_progress else None,
+        )
+    except training.NonFiniteError as error:
+        raise CommandError(str(error)) from None
+    finally:
+        if metrics_file is not None:
+            metrics_file.close()
+    elapsed = time.perf_counter() - started
+
+    steps_done = int(result.state.step)
+    summary = (
+        f"trained {steps_done} steps in {elapsed:.0f} s ({result.stopped}); best validation "
+        f"{result.best_val_bpc:.3f} bits per character at step {result.best_step}"
+    )
+    if markov is not None and math.isfinite(result.best_val_bpc):
+        verdict = "better than" if result.best_val_bpc < markov.best_bpc else "not yet below"
+        summary += f", {verdict} the order-{markov.best_order} Markov chain's {markov.best_bpc:.3f}"
+    print(summary)
+    best = out / "best.npz"
+    if best.exists():
+        model, params, vocab, _ = training.load_model(best)
+        key = jax.random.key(config.seed)
+        length = config.sample_length  # the periodic samples' length: compiled already
+        text = training.sample(model, params, vocab, prime, length, key, args.temperature)
+        print(f"sample from {best} (temperature {args.temperature}):\n{prime.strip()}{text}")
+    print(f"checkpoints in {out}/; sample more with: jaxrnn sample --checkpoint {out}")
+    return 0

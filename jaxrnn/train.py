@@ -1,0 +1,809 @@
+"""The small, explicit training loop of character language models, shared by the CLI and examples.
+
+Truncated backpropagation through time as in the notes: the training text is
+``batch`` streams; each step reads the next window of ``seq_len`` characters
+of every stream, starting from the carry the previous window left, and
+backpropagates through that window only (the carry enters the step as a
+constant). The pieces, each usable on its own::
+
+    model = CharModel(ModelConfig(vocab_size=V, cell="lstm", hidden_size=256))
+    optimizer, schedule = make_optimizer(TrainConfig(...))
+    state = init_state(model, optimizer, batch_size, key)     # TrainState: a pytree of arrays
+    step = make_train_step(model, optimizer, schedule)        # pure and jitted
+    state, metrics = step(state, inputs, targets)             # inputs, targets: (seq_len, batch)
+
+``fit`` runs that step in a loop with evaluation, early stopping,
+checkpoints, samples, a progress bar and JSON-lines metrics.
+
+Everything that decides the next step is in ``TrainState`` (step count,
+parameters, optimizer state, the carry between windows, the PRNG key) and the
+window read at step ``k`` is a function of ``k`` alone, so a run stopped and
+resumed from a checkpoint continues exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrnn import checkpoint, optim
+from jaxrnn.cells import elman, gru, lstm
+from jaxrnn.data import CharData, Vocabulary, window
+from jaxrnn.recurrent import StackedRNN
+
+Array = jax.Array
+
+__all__ = [
+    "CharModel",
+    "FitResult",
+    "ModelConfig",
+    "NonFiniteError",
+    "StepMetrics",
+    "TrainConfig",
+    "TrainState",
+    "evaluate",
+    "fit",
+    "init_state",
+    "load_model",
+    "make_optimizer",
+    "make_schedule",
+    "make_train_step",
+    "progress_from_meta",
+    "restore_state",
+    "sample",
+    "save_state",
+]
+
+CELLS: dict[str, Callable[..., Any]] = {"lstm": lstm, "gru": gru, "elman": elman}
+SCHEDULES = ("cosine", "constant", "exponential")
+LN2 = math.log(2.0)
+
+# --------------------------------------------------------------------------- the model
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What a character model is: enough to rebuild it from a checkpoint.
+
+    Attributes:
+      vocab_size: V, the number of characters.
+      cell: ``"lstm"``, ``"gru"`` or ``"elman"``.
+      hidden_size: H, the hidden size of every layer.
+      num_layers: L, stacked layers.
+      dropout: the probability of dropping each output of a layer but the last, in training.
+      embed_size: E, the size of each character's learnt input vector; 0 feeds
+        one-hot vectors instead (the notes' way, slower to learn from: the
+        first layer's weights start small).
+    """
+
+    vocab_size: int
+    cell: str = "lstm"
+    hidden_size: int = 256
+    num_layers: int = 1
+    dropout: float = 0.0
+    embed_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(
+                f"ModelConfig: cell must be one of {sorted(CELLS)}, got {self.cell!r}."
+            )
+        for name in ("vocab_size", "hidden_size", "num_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig: {name} must be >= 1, got {getattr(self, name)}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig: dropout must lie in [0, 1), got {self.dropout}.")
+        if self.embed_size < 0:
+            raise ValueError(f"ModelConfig: embed_size must be >= 0, got {self.embed_size}.")
+
+    def describe(self) -> str:
+        """The configuration as the command-line flags that build it."""
+        return (
+            f"--cell {self.cell} --hidden {self.hidden_size} --layers {self.num_layers} "
+            f"({self.vocab_size} characters)"
+        )
+
+
+class CharModel:
+    """A character language model: embedded characters, a ``StackedRNN``, a softmax read-out.
+
+    ``x_t = embed[c_t]`` (or ``one_hot(c_t)`` with ``embed_size=0``),
+    ``logits[t] = h_t @ w + b`` with ``h_t`` the last layer's output after
+    reading characters ``0..t``, and ``p(c_{t+1} | c_{≤t}) = softmax(logits[t])``.
+
+    Args:
+      config: a ``ModelConfig``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxrnn.train import CharModel, ModelConfig
+      >>> model = CharModel(ModelConfig(vocab_size=5, hidden_size=8))
+      >>> params = model.init(jax.random.key(0))
+      >>> carry, logits = model.apply(params, jnp.zeros((3, 2), jnp.int32))  # (time, batch)
+      >>> logits.shape
+      (3, 2, 5)
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+        cell = CELLS[config.cell](config.hidden_size)
+        self.rnn = StackedRNN(cell, config.num_layers, dropout=config.dropout)
+
+    # Two models of one configuration compute the same function: they share compiled code.
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CharModel) and other.config == self.config
+
+    def __hash__(self) -> int:
+        return hash(self.config)
+
+    def init(self, key: Array) -> dict[str, Any]:
+        """Fresh parameters: ``{"embed", "rnn", "head"}``.
+
+        ``embed`` is ``(V, E)``, drawn N(0, 1) as PyTorch's ``nn.Embedding``
+        (absent with ``embed_size=0``); ``rnn`` is the ``StackedRNN``'s
+        ``params[layer][0]``; ``head`` is ``{"w": (H, V), "b": (V,)}``, ``w``
+        uniform in ±1/√H and ``b`` zero.
+        """
+        embed_key, rnn_key, head_key = jax.random.split(key, 3)
+        V, H, E = self.config.vocab_size, self.config.hidden_size, self.config.embed_size
+        bound = 1.0 / math.sqrt(H)
+        params: dict[str, Any] = {}
+        if E:
+            params["embed"] = jax.random.normal(embed_key, (V, E), jnp.float32)
+        params["rnn"] = self.rnn.init(rnn_key, E or V)
+        params["head"] = {
+            "w": jax.random.uniform(head_key, (H, V), jnp.float32, -bound, bound),
+            "b": jnp.zeros((V,), jnp.float32),
+        }
+        return params
+
+    def zero_carry(self, batch_size: int | None) -> Any:
+        """Zero carries for ``batch_size`` streams (``None``: one unbatched stream)."""
+        return self.rnn.zero_carry(() if batch_size is None else (batch_size,))
+
+    def apply(
+        self, params: dict[str, Any], inputs: Array, carry: Any = None, *, key: Array | None = None
+    ) -> tuple[Any, Array]:
+        """Reads character ids and predicts the next ones.
+
+        Args:
+          params: from ``init``.
+          inputs: int ids of shape ``(time, *batch)``.
+          carry: the carry from the previous window; zeros if omitted.
+          key: a PRNG key for dropout between layers; none without one.
+
+        Returns:
+          ``(carry, logits)`` with logits of shape ``(time, *batch, vocab_size)``.
+        """
+        if self.config.embed_size:
+            xs = params["embed"][inputs]
+        else:
+            xs = jax.nn.one_hot(inputs, self.config.vocab_size, dtype=jnp.float32)
+        carry, ys = self.rnn.apply(params["rnn"], xs, carry, key=key)
+        return carry, ys @ params["head"]["w"] + params["head"]["b"]
+
+    def loss(
+        self,
+        params: dict[str, Any],
+        inputs: Array,
+        targets: Array,
+        carry: Any = None,
+        *,
+        key: Array | None = None,
+    ) -> tuple[Array, Any]:
+        """Mean cross-entropy in nats of ``targets`` given ``inputs``, and the final carry."""
+        carry, logits = self.apply(params, inputs, carry, key=key)
+        log_probs = jax.nn.log_softmax(logits)
+        picked = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
+        return -jnp.mean(picked), carry
+
+
+# --------------------------------------------------------------------------- training state
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How to train: batching, optimizer, schedule, evaluation and stopping.
+
+    Attributes:
+      batch_size: B, parallel streams of the training text.
+      seq_len: T, characters per window (the truncation of BPTT).
+      steps: optimizer updates in all (resumed runs count the steps already done).
+      learning_rate: Adam's peak step size.
+      schedule: ``"cosine"`` (linear warm-up, then cosine decay to
+        ``final_lr_fraction`` of the peak at ``steps``), ``"exponential"``
+        (warm-up, then halving every ``steps / 4``) or ``"constant"``.
+      warmup_steps: the warm-up's length.
+      final_lr_fraction: where ``"cosine"`` ends, relative to the peak.
+      clip_norm: the largest global gradient norm; larger gradients are scaled down.
+      b1: Adam's β₁.
+      b2: Adam's β₂.
+      eval_every: steps between evaluations (and checkpoints).
+      sample_every: steps between printed samples; 0 for none.
+      sample_length: characters per periodic sample.
+      patience: stop after this many evaluations without a better validation
+        loss; 0 never stops early.
+      max_consecutive_skips: stop when this many updates in a row had
+        non-finite gradients (each was skipped).
+      seed: seeds the parameters, dropout and samples.
+    """
+
+    batch_size: int = 64
+    seq_len: int = 50
+    steps: int = 2000
+    learning_rate: float = 1e-2
+    schedule: str = "cosine"
+    warmup_steps: int = 50
+    final_lr_fraction: float = 0.05
+    clip_norm: float = 1.0
+    b1: float = 0.9
+    b2: float = 0.99
+    eval_every: int = 200
+    sample_every: int = 1000
+    sample_length: int = 300
+    patience: int = 5
+    max_consecutive_skips: int = 20
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(
+                f"TrainConfig: schedule must be one of {SCHEDULES}, got {self.schedule!r}."
+            )
+        for name in ("batch_size", "seq_len", "steps", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}.")
+        if self.learning_rate <= 0 or self.clip_norm <= 0:
+            raise ValueError("TrainConfig: learning_rate and clip_norm must be > 0.")
+
+
+class TrainState(NamedTuple):
+    """Everything a training step reads and writes: a pytree of arrays, saved whole.
+
+    Attributes:
+      step: the number of updates done, an int32 scalar.
+      params: the model's parameters.
+      opt_state: the optimizer's state.
+      carry: the carry the last window left, leaves ``(L, batch, H)``.
+      key: the run's PRNG key; step k's dropout uses ``fold_in(key, k)``.
+    """
+
+    step: Array
+    params: Any
+    opt_state: Any
+    carry: Any
+    key: Array
+
+
+class StepMetrics(NamedTuple):
+    """What one step reports: scalars, still on the device.
+
+    Attributes:
+      loss: the window's mean cross-entropy in nats, before the update.
+      grad_norm: the gradients' global norm, before clipping.
+      learning_rate: the step size the schedule gave this step.
+      finite: whether the gradients were finite (else the update was skipped).
+    """
+
+    loss: Array
+    grad_norm: Array
+    learning_rate: Array
+    finite: Array
+
+
+def make_schedule(config: TrainConfig) -> optim.Schedule:
+    """The learning-rate schedule that ``config`` names, as a function of the step."""
+    peak, warmup = config.learning_rate, min(config.warmup_steps, config.steps - 1)
+    if config.schedule == "constant":
+        return optim.constant_schedule(peak)
+    if config.schedule == "exponential":
+        decay = optim.exponential_decay(peak, max(1, config.steps // 4), 0.5)
+        if warmup <= 0:
+            return decay
+        return optim.join_schedules([optim.linear_schedule(0.0, peak, warmup), decay], [warmup])
+    return optim.warmup_cosine_decay_schedule(
+        0.0 if warmup > 0 else peak,
+        peak,
+        warmup_steps=warmup,
+        decay_steps=config.steps,
+        end_value=peak * config.final_lr_fraction,
+    )
+
+
+def make_optimizer(config: TrainConfig) -> tuple[optim.GradientTransformation, optim.Schedule]:
+    """Adam with a schedule after clipping by global norm, skipping non-finite updates.
+
+    ``skip_not_finite(chain(clip_by_global_norm(c), adam(schedule, b1, b2)))``.
+
+    Returns:
+      ``(optimizer, schedule)``.
+    """
+    schedule = make_schedule(config)
+    inner = optim.chain(
+        optim.clip_by_global_norm(config.clip_norm),
+        optim.adam(schedule, b1=config.b1, b2=config.b2),
+    )
+    return optim.skip_not_finite(inner), schedule
+
+
+def init_state(
+    model: CharModel, optimizer: optim.GradientTransformation, batch_size: int, key: Array
+) -> TrainState:
+    """The state before the first step: fresh parameters, zero carry, step 0."""
+    init_key, run_key = jax.random.split(key)
+    params = model.init(init_key)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=optimizer.init(params),
+        carry=model.zero_carry(batch_size),
+        key=run_key,
+    )
+
+
+def make_train_step(
+    model: CharModel, optimizer: optim.GradientTransformation, schedule: optim.Schedule
+) -> Callable[[TrainState, Array, Array], tuple[TrainState, StepMetrics]]:
+    """One step of truncated BPTT, pure and jitted.
+
+    ``step(state, inputs, targets) -> (state, metrics)`` with ``inputs`` and
+    ``targets`` int ids of shape ``(seq_len, batch)``. Gradients flow through
+    this window only; the carry it leaves is the next window's starting
+    point. A window whose loss or carry is not finite restarts the carry from
+    zeros (and the optimizer skips its update).
+    """
+
+    def loss_fn(params, carry, inputs, targets, key):
+        return model.loss(params, inputs, targets, jax.lax.stop_gradient(carry), key=key)
+
+    @jax.jit
+    def train_step(state: TrainState, inputs: Array, targets: Array):
+        dropout_key = jax.random.fold_in(state.key, state.step)
+        (loss, carry), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            state.params, state.carry, inputs, targets, dropout_key
+        )
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optim.apply_updates(state.params, updates)
+        finite = optim.all_finite(grads) & jnp.isfinite(loss) & optim.all_finite(carry)
+        carry = jax.tree.map(lambda c: jnp.where(finite, c, jnp.zeros_like(c)), carry)
+        metrics = StepMetrics(loss, optim.global_norm(grads), schedule(state.step), finite)
+        return TrainState(state.step + 1, params, opt_state, carry, state.key), metrics
+
+    return train_step
+
+
+@functools.lru_cache(maxsize=16)
+def _eval_fn(model: CharModel) -> Callable[..., Array]:
+    @jax.jit
+    def mean_nats(params, windows_in, windows_out):
+        def one_window(carry, window_pair):
+            inputs, targets = window_pair
+            loss, carry = model.loss(params, inputs, targets, carry)
+            return carry, loss
+
+        carry = model.zero_carry(windows_in.shape[-1])
+        _, losses = jax.lax.scan(one_window, carry, (windows_in, windows_out))
+        return jnp.mean(losses)
+
+    return mean_nats
+
+
+def evaluate(model: CharModel, params: Any, streams: np.ndarray, seq_len: int) -> float:
+    """Bits per character on held-out streams, the carry passed from window to window.
+
+    Args:
+      model: the model.
+      params: its parameters.
+      streams: ``(batch, 1 + k·seq_len)`` ids, e.g. ``CharData.val``.
+      seq_len: T.
+
+    Returns:
+      The mean of ``-log2 p(x_t | x_{<t})`` over every character but each stream's first.
+    """
+    count = (streams.shape[1] - 1) // seq_len
+    pairs = [window(streams, i, seq_len) for i in range(count)]
+    windows_in = np.stack([p[0] for p in pairs])
+    windows_out = np.stack([p[1] for p in pairs])
+    return float(_eval_fn(model)(params, windows_in, windows_out)) / LN2
+
+
+@functools.lru_cache(maxsize=16)
+def _sample_fn(model: CharModel, length: int) -> Callable[..., Array]:
+    @jax.jit
+    def generate(params, prime_ids, key, temperature):
+        carry, logits = model.apply(params, prime_ids)  # read the prime, unbatched
+
+        def one_char(state, step_key):
+            carry, logits = state
+            greedy = jnp.argmax(logits)
+            drawn = jax.random.categorical(step_key, logits / jnp.maximum(temperature, 1e-6))
+            char = jnp.where(temperature > 0, drawn, greedy)
+            carry, next_logits = model.apply(params, char[None], carry)
+            return (carry, next_logits[0]), char
+
+        _, chars = jax.lax.scan(one_char, (carry, logits[-1]), jax.random.split(key, length))
+        return chars
+
+    return generate
+
+
+def sample(
+    model: CharModel,
+    params: Any,
+    vocab: Vocabulary,
+    prime: str,
+    length: int,
+    key: Array,
+    temperature: float = 1.0,
+) -> str:
+    """Writes ``length`` characters after ``prime``, drawing each from the model.
+
+    Each character is drawn from ``softmax(logits / temperature)``; temperature
+    0 takes the most likely one.
+
+    Args:
+      model: the model.
+      params: its parameters.
+      vocab: the vocabulary it was trained with.
+      prime: the text to continue (at least one character, all in ``vocab``).
+      length: how many characters to write.
+      key: a PRNG key.
+      temperature: > 0 for sampling (below 1 is more conservative), 0 for greedy.
+
+    Returns:
+      The characters written, without the prime.
+    """
+    if not prime:
+        raise ValueError("sample: prime must have at least one character.")
+    if temperature < 0:
+        raise ValueError(f"sample: temperature must be >= 0, got {temperature}.")
+    prime_ids = jnp.asarray(vocab.encode(prime))
+    chars = _sample_fn(model, int(length))(params, prime_ids, key, jnp.float32(temperature))
+    return vocab.decode(np.asarray(chars))
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _meta(model: CharModel, config: TrainConfig, vocab: Vocabulary, extra: dict[str, Any]):
+    return {
+        "model": dataclasses.asdict(model.config),
+        "train": dataclasses.asdict(config),
+        "vocab": "".join(vocab.chars),
+        **extra,
+    }
+
+
+def save_state(
+    path: str | Path,
+    state: TrainState,
+    model: CharModel,
+    config: TrainConfig,
+    vocab: Vocabulary,
+    **extra: Any,
+) -> Path:
+    """Saves a ``TrainState`` with the model and training configuration and the vocabulary.
+
+    ``extra`` (JSON-able) is stored too: the loop keeps its early-stopping
+    counters and the text's fingerprint there.
+    """
+    return checkpoint.save(path, state, _meta(model, config, vocab, extra))
+
+
+def load_model(path: str | Path) -> tuple[CharModel, Any, Vocabulary, dict[str, Any]]:
+    """Reads a model for sampling from a checkpoint written by ``fit``.
+
+    Returns:
+      ``(model, params, vocab, meta)``.
+
+    Raises:
+      jaxrnn.checkpoint.CheckpointError: not a checkpoint of a character model.
+    """
+    meta = checkpoint.load_meta(path)
+    try:
+        model = CharModel(ModelConfig(**meta["model"]))
+        vocab = Vocabulary(tuple(meta["vocab"]))
+        config = TrainConfig(**meta["train"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise checkpoint.CheckpointError(
+            f"{path} is not a checkpoint of a jaxrnn character model ({error})."
+        ) from None
+    state, meta = restore_state(path, model, make_optimizer(config)[0], config.batch_size)
+    return model, state.params, vocab, meta
+
+
+def restore_state(
+    path: str | Path, model: CharModel, optimizer: optim.GradientTransformation, batch_size: int
+) -> tuple[TrainState, dict[str, Any]]:
+    """Reads a ``TrainState`` for ``model`` and ``optimizer`` from a checkpoint."""
+    template = jax.eval_shape(  # shapes and dtypes only: nothing is initialised
+        lambda key: init_state(model, optimizer, batch_size, key), jax.random.key(0)
+    )
+    return checkpoint.load(path, template)
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class FitResult(NamedTuple):
+    """What ``fit`` returns.
+
+    Attributes:
+      state: the final ``TrainState``.
+      best_val_bpc: the lowest validation bits per character seen (``inf`` if never evaluated).
+      best_step: the step at which it was seen.
+      history: one dict per evaluation, as written to the metrics file.
+      stopped: why the loop ended: ``"steps"``, ``"early_stopping"``, ``"time_limit"``
+        or ``"stop_at_step"``.
+    """
+
+    state: TrainState
+    best_val_bpc: float
+    best_step: int
+    history: list[dict[str, Any]]
+    stopped: str
+
+
+class NonFiniteError(RuntimeError):
+    """Training stopped because the gradients stayed non-finite for too many steps."""
+
+
+def _compiled_step(model: CharModel, config: TrainConfig):
+    """One jitted step per model and optimizer: a second ``fit`` does not compile again."""
+    # Only the fields that make_optimizer reads decide the step function.
+    loop_only = dict(eval_every=1, sample_every=0, sample_length=1, patience=0, seed=0)
+    return _step_for(model, dataclasses.replace(config, max_consecutive_skips=1, **loop_only))
+
+
+@functools.lru_cache(maxsize=8)
+def _step_for(model: CharModel, config: TrainConfig):
+    optimizer, schedule = make_optimizer(config)
+    return optimizer, make_train_step(model, optimizer, schedule)
+
+
+def fit(
+    model: CharModel,
+    data: CharData,
+    config: TrainConfig,
+    *,
+    state: TrainState | None = None,
+    progress: dict[str, Any] | None = None,
+    out_dir: str | Path | None = None,
+    metrics_file: TextIO | None = None,
+    text_fingerprint: str = "",
+    prime: str = "\n",
+    time_limit: float | None = None,
+    stop_at_step: int | None = None,
+    show_progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> FitResult:
+    """Trains ``model`` on ``data`` for ``config.steps`` updates, or until early stopping.
+
+    Every ``eval_every`` steps (and at the end) it measures validation bits per
+    character, writes a metrics line, and, with ``out_dir``, saves
+    ``out_dir/checkpoint.npz`` (the whole state, to resume from) and, when the
+    validation loss improved, ``out_dir/best.npz``. Every ``sample_every``
+    steps it prints a sample. A ``KeyboardInterrupt`` saves a checkpoint first.
+
+    Args:
+      model: the model.
+      data: the text, from ``jaxrnn.data.char_data`` (same batch size and ``seq_len``).
+      config: the ``TrainConfig``.
+      state: a state to continue from (``restore_state``); a fresh one if omitted.
+      progress: the loop's counters saved with that state's checkpoint
+        (``best_val_bpc``, ``best_step``, ``bad_evals``, ``loss_sum``, ``loss_count``).
+      out_dir: where checkpoints go; none are written if omitted.
+      metrics_file: an open text file for JSON lines, one per evaluation.
+      text_fingerprint: stored in checkpoints, so a resume can check the text.
+      prime: the text periodic samples continue.
+      time_limit: stop (with an evaluation and a checkpoint) after this many seconds.
+      stop_at_step: end this session after that step, saving a checkpoint, as
+        an interruption would; a later ``fit`` from the restored state
+        continues exactly (the schedule still runs to ``config.steps``).
+      show_progress: draw a tqdm progress bar (on stderr).
+      log: where lines (samples, evaluations) go; ``tqdm.write`` if omitted.
+
+    Returns:
+      A ``FitResult``.
+    """
+    from tqdm.auto import tqdm
+
+    if data.train.shape[0] != config.batch_size or data.seq_len != config.seq_len:
+        raise ValueError(
+            f"fit: data has {data.train.shape[0]} streams and windows of {data.seq_len}, "
+            f"config asks for batch_size={config.batch_size}, seq_len={config.seq_len}."
+        )
+    optimizer, train_step = _compiled_step(model, config)
+    if data.vocab.missing(prime):  # e.g. a text without newlines
+        prime = data.vocab.decode(data.train[0, :1])
+    if state is None:
+        state = init_state(model, optimizer, config.batch_size, jax.random.key(config.seed))
+    counters = {
+        "best_val_bpc": math.inf,
+        "best_step": 0,
+        "bad_evals": 0,
+        "loss_sum": 0.0,
+        "loss_count": 0,
+        **(progress or {}),
+    }
+    windows = data.windows_per_epoch
+    out = Path(out_dir) if out_dir is not None else None
+    sample_key = jax.random.fold_in(state.key, 1 << 30)
+    history: list[dict[str, Any]] = []
+    start_step = int(state.step)
+    bar = tqdm(
+        total=config.steps,
+        initial=start_step,
+        disable=not show_progress,
+        unit="step",
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
+    write = log or bar.write
+    started = time.perf_counter()
+    speed = _Speed(config.batch_size * config.seq_len, start_step)
+    pending: list[StepMetrics] = []  # on the device until the next report: no sync per step
+    last: StepMetrics | None = None
+
+    def save(name: str) -> None:
+        if out is not None:
+            meta = {"fingerprint": text_fingerprint, "progress": _jsonable(counters)}
+            save_state(out / name, state, model, config, data.vocab, **meta)
+
+    def report(step: int) -> None:
+        """Moves the pending metrics to the host, updates the bar, stops on persistent NaNs."""
+        nonlocal pending, last
+        if not pending:
+            return
+        losses, norms, rates, finite = (np.asarray(x) for x in zip(*pending, strict=True))
+        pending = []
+        for loss in losses[finite.astype(bool)]:  # one at a time: the same sums after a resume
+            counters["loss_sum"] += float(loss)
+            counters["loss_count"] += 1
+        last = StepMetrics(losses[-1], norms[-1], rates[-1], finite[-1])
+        rate = speed.lap(step)
+        bar.update(step - bar.n)
+        bar.set_postfix(loss=f"{losses[-1] / LN2:.3f} bpc", chars_s=f"{rate:,.0f}", refresh=False)
+        bad = int(state.opt_state.consecutive_not_finite)
+        if bad >= config.max_consecutive_skips:
+            save("checkpoint.npz")
+            raise NonFiniteError(
+                f"the gradients were NaN or infinite for {bad} steps in a row (to step {step}); "
+                "training stopped. Lower --lr or --clip; the last good state is in the checkpoint."
+            )
+
+    def evaluate_now(step: int) -> None:
+        val_bpc = evaluate(model, state.params, data.val, config.seq_len)
+        count = counters["loss_count"]
+        record = {
+            "step": step,
+            "train_bpc": counters["loss_sum"] / count / LN2 if count else None,
+            "val_bpc": val_bpc,
+            "learning_rate": float(last.learning_rate) if last is not None else None,
+            "grad_norm": float(last.grad_norm) if last is not None else None,
+            "skipped": int(state.opt_state.total_skipped),
+            "chars_per_s": speed.average(),
+            "elapsed_s": round(time.perf_counter() - started, 3),
+        }
+        counters["loss_sum"], counters["loss_count"] = 0.0, 0
+        history.append(record)
+        if metrics_file is not None:
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+        improved = val_bpc < counters["best_val_bpc"] - 1e-4
+        if improved:
+            counters.update(best_val_bpc=val_bpc, best_step=step, bad_evals=0)
+        else:
+            counters["bad_evals"] += 1
+        train = "-" if record["train_bpc"] is None else f"{record['train_bpc']:.3f}"
+        best = " (best)" if improved else f" (best {counters['best_val_bpc']:.3f})"
+        rate = f", {record['chars_per_s']:,} chars/s" if record["chars_per_s"] else ""
+        write(f"step {step}: train {train} bpc, validation {val_bpc:.3f} bpc{best}{rate}")
+        save("checkpoint.npz")
+        if improved:
+            save("best.npz")
+
+    stopped, step = "steps", start_step
+    try:
+        while step < config.steps:
+            position = step % windows
+            if position == 0:  # a new pass over the streams starts from a clean carry
+                state = state._replace(carry=model.zero_carry(config.batch_size))
+            state, metrics = train_step(state, *window(data.train, position, config.seq_len))
+            pending.append(metrics)
+            step += 1
+            evaluating = step % config.eval_every == 0 or step == config.steps
+            sampling = config.sample_every and step % config.sample_every == 0
+            if step % 10 == 0 or evaluating or step == stop_at_step:
+                report(step)
+            if evaluating:
+                evaluate_now(step)
+                if config.patience and counters["bad_evals"] >= config.patience:
+                    stopped = "early_stopping"
+                    write(
+                        f"early stopping: no better validation loss in {config.patience} "
+                        f"evaluations; the best, {counters['best_val_bpc']:.3f} bpc, was at "
+                        f"step {counters['best_step']}."
+                    )
+                    break
+            if sampling:
+                key = jax.random.fold_in(sample_key, step)
+                text = sample(model, state.params, data.vocab, prime, config.sample_length, key)
+                write(f"--- sample at step {step} ---\n{prime}{text}\n---")
+            if evaluating or sampling:
+                speed.restart(step)  # characters per second count training only
+            if stop_at_step is not None and step >= stop_at_step:
+                save("checkpoint.npz")
+                stopped = "stop_at_step"
+                break
+            if time_limit is not None and time.perf_counter() - started > time_limit:
+                if not evaluating:
+                    report(step)
+                    evaluate_now(step)
+                stopped = "time_limit"
+                write(f"time limit of {time_limit:.0f} s reached at step {step}.")
+                break
+    except KeyboardInterrupt:
+        report(step)
+        save("checkpoint.npz")
+        raise
+    finally:
+        bar.close()
+    return FitResult(state, counters["best_val_bpc"], counters["best_step"], history, stopped)
+
+
+class _Speed:
+    """Characters per second of training alone: evaluations and samples do not count."""
+
+    def __init__(self, chars_per_step: int, step: int) -> None:
+        self.chars_per_step, self.first_step = chars_per_step, step
+        self.total_chars, self.total_seconds = 0, 0.0
+        self.restart(step)
+
+    def restart(self, step: int) -> None:
+        self.step, self.time = step, time.perf_counter()
+
+    def lap(self, step: int) -> float:
+        """Characters per second since the last lap; adds them to the running average."""
+        now = time.perf_counter()
+        chars, seconds = (step - self.step) * self.chars_per_step, max(now - self.time, 1e-9)
+        if self.step != self.first_step:  # the first steps pay for compilation
+            self.total_chars += chars
+            self.total_seconds += seconds
+        self.restart(step)
+        return chars / seconds
+
+    def average(self) -> int | None:
+        """The average since the last call, rounded; ``None`` before any lap counted."""
+        if not self.total_seconds:
+            return None
+        rate = round(self.total_chars / self.total_seconds)
+        self.total_chars, self.total_seconds = 0, 0.0
+        return rate
+
+
+def _jsonable(counters: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no infinity: the best loss before any evaluation is stored as null."""
+    return {
+        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+        for k, v in counters.items()
+    }
+
+
+def progress_from_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """The loop's counters stored in a checkpoint's metadata, ready for ``fit(progress=...)``."""
+    progress = dict(meta.get("progress", {}))
+    if progress.get("best_val_bpc") is None:
+        progress["best_val_bpc"] = math.inf
+    return progress

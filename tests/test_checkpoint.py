@@ -1,0 +1,102 @@
+"""Checkpoints: exact round trips, no pickle, atomic writes, clear refusals."""
+
+import json
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrnn import checkpoint
+
+
+class Inner(NamedTuple):
+    w: jax.Array
+    count: jax.Array
+
+
+def make_tree(seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "params": [Inner(jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), jnp.int32(seed))],
+        "half": jnp.asarray(rng.normal(size=(5,)), jnp.bfloat16),
+        "key": jax.random.key(seed),
+        "flag": jnp.array(True),
+        "wide": jnp.asarray(rng.normal(size=(2,)), jnp.float64),
+    }
+
+
+def assert_same(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_round_trip_is_exact(tmp_path):
+    tree = make_tree(1)
+    path = checkpoint.save(tmp_path / "ck", tree, {"step": 7, "vocab": "ab\n"})
+    assert path.name == "ck.npz"
+    restored, meta = checkpoint.load(path, make_tree(0))
+    assert_same(restored, tree)
+    assert meta == {"step": 7, "vocab": "ab\n"} == checkpoint.load_meta(path)
+    # The restored key draws what the saved one drew.
+    np.testing.assert_array_equal(
+        jax.random.normal(restored["key"], (3,), jnp.float32),
+        jax.random.normal(tree["key"], (3,), jnp.float32),
+    )
+
+
+def test_the_file_is_plain_npz_without_pickle(tmp_path):
+    path = checkpoint.save(tmp_path / "ck.npz", make_tree(), {"a": 1})
+    with np.load(path, allow_pickle=False) as npz:
+        assert "['params'][0].w" in npz.files
+        document = json.loads(npz["__meta__"].tobytes())
+    assert document["format"] == "jaxrnn-checkpoint" and document["meta"] == {"a": 1}
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = checkpoint.save(tmp_path / "ck.npz", make_tree(1), {"step": 1})
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save(path, make_tree(2), {"step": 2})
+    monkeypatch.undo()
+    restored, meta = checkpoint.load(path, make_tree(0))
+    assert meta == {"step": 1}
+    assert_same(restored, make_tree(1))
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]  # no temporary file left
+
+
+def test_a_half_written_file_is_refused(tmp_path):
+    path = checkpoint.save(tmp_path / "ck.npz", make_tree(), {})
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(checkpoint.CheckpointError, match="not a readable checkpoint"):
+        checkpoint.load(truncated, make_tree())
+
+
+def test_refusals_name_what_is_wrong(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint there"):
+        checkpoint.load(tmp_path / "missing.npz", make_tree())
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, x=np.zeros(2))
+    with pytest.raises(checkpoint.CheckpointError, match="not a jaxrnn checkpoint"):
+        checkpoint.load_meta(plain)
+    path = checkpoint.save(tmp_path / "ck.npz", make_tree(), {})
+    other = make_tree()
+    other["params"][0] = Inner(jnp.zeros((3, 5), jnp.float32), jnp.int32(0))
+    with pytest.raises(
+        checkpoint.CheckpointError, match=r"\['params'\]\[0\]\.w is float32\[3, 4\]"
+    ):
+        checkpoint.load(path, other)
+    fewer = {k: v for k, v in make_tree().items() if k != "flag"}
+    with pytest.raises(checkpoint.CheckpointError, match=r"unexpected \['flag'\]"):
+        checkpoint.load(path, fewer)

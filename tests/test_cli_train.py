@@ -1,0 +1,177 @@
+"""`jaxrnn train` and `jaxrnn sample` end to end, and their one-line refusals."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxrnn import checkpoint
+from jaxrnn.cli import main
+
+TEXT = "It was the best of times, it was the worst of times.\n" * 30
+TINY = ["--hidden", "8", "--batch", "2", "--seq-len", "8", "--eval-every", "2", "--no-progress"]
+
+
+@pytest.fixture
+def text_file(tmp_path):
+    path = tmp_path / "text.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return path
+
+
+def run(capsys, *argv):
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def fails_with(capsys, message, *argv):
+    status, out, err = run(capsys, *argv)
+    assert status == 2, out + err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert message in err, err
+    return err
+
+
+def test_train_then_sample(capsys, text_file, tmp_path):
+    out_dir, metrics = tmp_path / "run", tmp_path / "metrics.jsonl"
+    status, out, _ = run(
+        capsys,
+        "train",
+        "--text",
+        text_file,
+        *TINY,
+        "--steps",
+        "4",
+        "--out",
+        out_dir,
+        "--metrics",
+        metrics,
+        "--baseline",
+        "--sample-every",
+        "2",
+    )
+    assert status == 0
+    assert "Markov chain (Witten-Bell)" in out and "--- sample at step 2 ---" in out
+    assert "best validation" in out and "sample from" in out
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [r["step"] for r in records] == [2, 4]
+    assert {"train_bpc", "val_bpc", "learning_rate", "grad_norm"} <= set(records[0])
+    assert (out_dir / "best.npz").is_file() and (out_dir / "checkpoint.npz").is_file()
+
+    status, out, _ = run(
+        capsys, "sample", "--checkpoint", out_dir, "--prime", "It was", "--length", "300"
+    )
+    assert status == 0 and out.startswith("It was") and len(out.rstrip("\n")) >= 300
+    fails_with(
+        capsys,
+        "characters the model never saw: 'Z'",
+        "sample",
+        "--checkpoint",
+        out_dir,
+        "--prime",
+        "Zebra",
+    )
+
+    # Resuming with another architecture is refused; so is starting over without a flag.
+    fails_with(
+        capsys,
+        "of another architecture",
+        "train",
+        "--text",
+        text_file,
+        *TINY[2:],
+        "--hidden",
+        "16",
+        "--out",
+        out_dir,
+        "--resume",
+    )
+    fails_with(capsys, "already holds a run", "train", "--text", text_file, *TINY, "--out", out_dir)
+    other = tmp_path / "other.txt"
+    other.write_text(TEXT.upper(), encoding="utf-8")
+    fails_with(
+        capsys, "trained on another text", "train", "--text", other, "--out", out_dir, "--resume"
+    )
+
+
+def test_resume_continues_exactly(capsys, text_file, tmp_path):
+    common = ["train", "--text", text_file, *TINY, "--steps", "6"]
+    assert (
+        run(capsys, *common, "--out", tmp_path / "whole", "--metrics", tmp_path / "whole.jsonl")[0]
+        == 0
+    )
+    status, out, _ = run(
+        capsys,
+        *common,
+        "--out",
+        tmp_path / "split",
+        "--metrics",
+        tmp_path / "split.jsonl",
+        "--stop-at-step",
+        "3",
+    )
+    assert status == 0 and "(stop_at_step)" in out
+    status, out, _ = run(
+        capsys,
+        "train",
+        "--text",
+        text_file,
+        "--no-progress",
+        "--out",
+        tmp_path / "split",
+        "--resume",
+        "--metrics",
+        tmp_path / "split.jsonl",
+    )
+    assert status == 0 and "resuming" in out and "at step 3 of 6" in out
+
+    def losses(name):
+        lines = (tmp_path / name).read_text().splitlines()
+        return [(r["step"], r["train_bpc"], r["val_bpc"]) for r in map(json.loads, lines)]
+
+    assert losses("split.jsonl") == losses("whole.jsonl")
+    whole = np.load(tmp_path / "whole" / "checkpoint.npz")
+    split = np.load(tmp_path / "split" / "checkpoint.npz")
+    for name in whole.files:
+        if name != "__meta__":
+            np.testing.assert_array_equal(whole[name], split[name], err_msg=name)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        (b"", "is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "looks binary"),
+        (b"na\xefve text", "not valid UTF-8"),
+        (b"short text", "too short for one batch"),
+    ],
+)
+def test_bad_text_files(capsys, tmp_path, content, message):
+    path = tmp_path / "input.txt"
+    if content is not None:
+        path.write_bytes(content)
+    fails_with(capsys, message, "train", "--text", path, *TINY, "--out", tmp_path / "run")
+
+
+def test_bad_checkpoints(capsys, tmp_path, text_file):
+    fails_with(capsys, "no such checkpoint", "sample", "--checkpoint", tmp_path / "nothing")
+    fails_with(capsys, "holds no checkpoint", "sample", "--checkpoint", tmp_path)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip file at all")
+    fails_with(capsys, "not a readable checkpoint", "sample", "--checkpoint", junk)
+    foreign = checkpoint.save(tmp_path / "foreign.npz", {"w": np.zeros(3, np.float32)}, {"x": 1})
+    fails_with(
+        capsys, "not a checkpoint of a jaxrnn character model", "sample", "--checkpoint", foreign
+    )
+    fails_with(
+        capsys,
+        "cannot resume",
+        "train",
+        "--text",
+        text_file,
+        "--out",
+        tmp_path / "none",
+        "--resume",
+    )

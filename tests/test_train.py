@@ -1,0 +1,183 @@
+"""The training loop: truncated BPTT, determinism, exact resume, early stopping, guards, samples."""
+
+import dataclasses
+import io
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrnn import data, optim, train
+
+TEXT = "the cat sat on the mat. the dog sat on the log. " * 12
+MODEL = train.ModelConfig(vocab_size=len(set(TEXT)), hidden_size=12, embed_size=6)
+CONFIG = train.TrainConfig(
+    batch_size=3,
+    seq_len=8,
+    steps=6,
+    learning_rate=1e-2,
+    warmup_steps=2,
+    eval_every=3,
+    sample_every=0,
+    patience=0,
+)
+
+
+@pytest.fixture(scope="module")
+def char_data():
+    return data.char_data(TEXT, CONFIG.batch_size, CONFIG.seq_len, val_fraction=0.2)
+
+
+def quiet_fit(model, char_data, config, **kwargs):
+    return train.fit(model, char_data, config, show_progress=False, log=lambda _: None, **kwargs)
+
+
+def assert_same_tree(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("embed_size", [0, 6])
+def test_model_shapes_and_initial_loss(embed_size):
+    model = train.CharModel(dataclasses.replace(MODEL, embed_size=embed_size, num_layers=2))
+    params = model.init(jax.random.key(0))
+    assert ("embed" in params) == bool(embed_size)
+    inputs = jnp.zeros((5, 3), jnp.int32)
+    carry, logits = jax.jit(model.apply)(params, inputs)
+    assert logits.shape == (5, 3, MODEL.vocab_size) and logits.dtype == jnp.float32
+    assert carry.h.shape == (2, 3, 12)
+    loss, _ = jax.jit(model.loss)(params, inputs, inputs)
+    assert abs(float(loss) - math.log(MODEL.vocab_size)) < 0.5  # near uniform at the start
+
+
+def test_the_step_carries_the_state_across_windows(char_data):
+    model = train.CharModel(MODEL)
+    optimizer, schedule = train.make_optimizer(CONFIG)
+    state = train.init_state(model, optimizer, CONFIG.batch_size, jax.random.key(0))
+    step = train.make_train_step(model, optimizer, schedule)
+    inputs, targets = data.window(char_data.train, 0, CONFIG.seq_len)
+    new_state, metrics = step(state, inputs, targets)
+    loss_fn = jax.jit(model.loss)
+    want_loss, want_carry = loss_fn(state.params, inputs, targets, state.carry)
+    assert_same_tree(new_state.carry, want_carry)
+    np.testing.assert_allclose(float(metrics.loss), float(want_loss), rtol=1e-6)
+    assert int(new_state.step) == 1 and bool(metrics.finite)
+    assert float(metrics.learning_rate) == 0.0  # the warm-up starts at zero
+    # The next window starts from that carry: the gradient does not reach back through it.
+    inputs2, targets2 = data.window(char_data.train, 1, CONFIG.seq_len)
+    _, metrics2 = step(new_state, inputs2, targets2)
+    want2, _ = loss_fn(new_state.params, inputs2, targets2, new_state.carry)
+    np.testing.assert_allclose(float(metrics2.loss), float(want2), rtol=1e-6)
+
+
+def test_same_seed_same_trajectory_and_exact_resume(char_data, tmp_path):
+    model = train.CharModel(MODEL)
+    whole = quiet_fit(model, char_data, CONFIG, out_dir=tmp_path / "whole")
+    again = quiet_fit(model, char_data, CONFIG)
+    strip = [
+        {k: v for k, v in r.items() if k not in ("elapsed_s", "chars_per_s")} for r in whole.history
+    ]
+    assert strip == [
+        {k: v for k, v in r.items() if k not in ("elapsed_s", "chars_per_s")} for r in again.history
+    ]
+    assert_same_tree(whole.state, again.state)
+
+    # Stopped after step 4 (between evaluations), then resumed from the checkpoint.
+    first = quiet_fit(model, char_data, CONFIG, out_dir=tmp_path / "split", stop_at_step=4)
+    assert first.stopped == "stop_at_step" and int(first.state.step) == 4
+    optimizer, _ = train.make_optimizer(CONFIG)
+    state, meta = train.restore_state(tmp_path / "split" / "checkpoint.npz", model, optimizer, 3)
+    assert_same_tree(state, first.state)
+    second = quiet_fit(
+        model, char_data, CONFIG, state=state, progress=train.progress_from_meta(meta)
+    )
+    assert_same_tree(second.state, whole.state)
+    resumed = first.history + second.history
+    assert [r["train_bpc"] for r in resumed] == [r["train_bpc"] for r in whole.history]
+    assert [r["val_bpc"] for r in resumed] == [r["val_bpc"] for r in whole.history]
+    # And it learnt something in those 6 steps.
+    assert whole.history[-1]["val_bpc"] < whole.history[0]["val_bpc"] < math.log2(MODEL.vocab_size)
+    assert whole.best_val_bpc == whole.history[-1]["val_bpc"] and whole.stopped == "steps"
+
+
+def test_metrics_lines_and_checkpoints(char_data, tmp_path):
+    metrics = io.StringIO()
+    quiet_fit(train.CharModel(MODEL), char_data, CONFIG, out_dir=tmp_path, metrics_file=metrics)
+    lines = [json.loads(line) for line in metrics.getvalue().splitlines()]
+    assert [r["step"] for r in lines] == [3, 6]
+    for record in lines:
+        assert {"train_bpc", "val_bpc", "learning_rate", "grad_norm", "skipped"} <= set(record)
+        assert record["skipped"] == 0 and record["grad_norm"] > 0
+    model, _, vocab, meta = train.load_model(tmp_path / "best.npz")
+    assert model.config == MODEL and vocab == data.Vocabulary.from_text(TEXT)
+    assert meta["train"]["steps"] == CONFIG.steps
+
+
+def test_early_stopping(char_data):
+    config = dataclasses.replace(CONFIG, patience=2, eval_every=1)
+    # A best loss of 0 bits cannot be beaten: two evaluations without improvement stop it.
+    progress = {"best_val_bpc": 0.0, "best_step": 0}
+    result = quiet_fit(train.CharModel(MODEL), char_data, config, progress=progress)
+    assert result.stopped == "early_stopping"
+    assert len(result.history) == 2 and result.best_step == 0
+
+
+def test_non_finite_gradients_are_skipped_then_stop(char_data, tmp_path):
+    model = train.CharModel(MODEL)
+    config = dataclasses.replace(CONFIG, max_consecutive_skips=3)
+    optimizer, _ = train.make_optimizer(config)
+    state = train.init_state(model, optimizer, config.batch_size, jax.random.key(0))
+    head = dict(state.params["head"], w=state.params["head"]["w"].at[0, 0].set(jnp.nan))
+    poisoned = state._replace(params=dict(state.params, head=head))
+    with pytest.raises(train.NonFiniteError, match="NaN or infinite for 3 steps"):
+        quiet_fit(model, char_data, config, state=poisoned, out_dir=tmp_path)
+    kept, _ = train.restore_state(tmp_path / "checkpoint.npz", model, optimizer, 3)
+    assert int(kept.opt_state.total_skipped) == 3
+    assert_same_tree(kept.params, poisoned.params)  # no update went through
+
+
+def test_sampling(char_data):
+    model = train.CharModel(MODEL)
+    params = model.init(jax.random.key(0))
+    vocab = char_data.vocab
+    one = train.sample(model, params, vocab, "the ", 12, jax.random.key(1))
+    assert len(one) == 12 and set(one) <= set(vocab.chars)
+    assert one == train.sample(model, params, vocab, "the ", 12, jax.random.key(1))
+    greedy = train.sample(model, params, vocab, "the ", 12, jax.random.key(2), temperature=0.0)
+    step = jax.jit(lambda ids, carry: model.apply(params, ids, carry))
+    carry, logits = step(jnp.asarray(vocab.encode("the "), jnp.int32), model.zero_carry(None))
+    expected = []
+    for _ in range(12):  # greedy decoding by hand, one character at a time
+        expected.append(int(jnp.argmax(logits[-1])))
+        carry, logits = step(jnp.asarray(expected[-1:], jnp.int32), carry)
+    assert greedy == vocab.decode(expected)
+    with pytest.raises(ValueError, match="outside the vocabulary"):
+        train.sample(model, params, vocab, "THE", 12, jax.random.key(0))
+
+
+def test_evaluate_is_the_mean_over_windows(char_data):
+    model = train.CharModel(MODEL)
+    params = model.init(jax.random.key(0))
+    got = train.evaluate(model, params, char_data.val, CONFIG.seq_len)
+    carry, losses, loss_fn = model.zero_carry(char_data.val.shape[0]), [], jax.jit(model.loss)
+    for i in range(data.num_windows(char_data.val, CONFIG.seq_len)):
+        loss, carry = loss_fn(params, *data.window(char_data.val, i, CONFIG.seq_len), carry)
+        losses.append(float(loss))
+    assert got == pytest.approx(np.mean(losses) / math.log(2), rel=1e-5)
+
+
+def test_schedules_and_configs():
+    for schedule in train.SCHEDULES:
+        config = dataclasses.replace(CONFIG, schedule=schedule, steps=100, warmup_steps=10)
+        fn = train.make_schedule(config)
+        assert float(fn(jnp.int32(10))) == pytest.approx(1e-2, rel=1e-5)
+    with pytest.raises(ValueError, match="cell must be one of"):
+        train.ModelConfig(vocab_size=3, cell="transformer")
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        train.TrainConfig(schedule="linear")
+    assert isinstance(train.make_optimizer(CONFIG)[0], optim.GradientTransformation)
