@@ -17,6 +17,10 @@ window is the right starting point for the next::
     window 1:             inputs d e f / l m n / t u v, targets e f g / m n o / u v w
 
 Windows are returned time-major, ``(seq_len, batch)``, as ``jaxrnn.unroll`` wants them.
+
+The synthetic long-memory tasks (adding problem, copying memory, temporal
+order) live in ``jaxrnn.tasks`` and are re-exported here, so that every data
+source is one import away: ``jaxrnn.data.adding_problem(key, length, batch_size)``.
 """
 
 from __future__ import annotations
@@ -33,16 +37,22 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxrnn.tasks import adding_problem, copying_baseline, copying_memory, temporal_order
+
 __all__ = [
     "CharData",
     "TextFileError",
     "Vocabulary",
+    "adding_problem",
     "batchify",
     "char_data",
+    "copying_baseline",
+    "copying_memory",
     "num_windows",
     "read_text_file",
     "split_text",
     "stdlib_corpus",
+    "temporal_order",
     "window",
 ]
 
