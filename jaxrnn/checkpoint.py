@@ -10,7 +10,10 @@ Writing goes to a temporary file in the same directory, which is flushed,
 ``fsync``-ed and then renamed over the old checkpoint with ``os.replace``
 (atomic on POSIX and Windows), and the directory is ``fsync``-ed after: a
 crash at any moment leaves either the previous checkpoint or the new one,
-never a half-written file under the checkpoint's name.
+never a half-written file under the checkpoint's name (tested by killing a
+writer with SIGKILL mid-write). A killed writer leaves its temporary file
+(``.NAME.npz.XXXX.tmp``), which is never read as a checkpoint and which the
+next ``save`` to the same name removes: one writer per checkpoint file.
 
 Loading takes a *template*, a pytree of the expected structure (e.g. a
 freshly initialised state): the structure comes from code, the values from
@@ -96,6 +99,9 @@ def save(path: str | os.PathLike[str], tree: Any, meta: dict[str, Any] | None = 
     document = {"format": FORMAT, "version": VERSION, "leaves": leaves_info, "meta": meta or {}}
     arrays[_META] = np.frombuffer(json.dumps(document).encode("utf-8"), dtype=np.uint8)
 
+    # A process killed while writing leaves its temporary file: the next save removes it.
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:

@@ -13,7 +13,8 @@ constant). The pieces, each usable on its own::
     state, metrics = step(state, inputs, targets)             # inputs, targets: (seq_len, batch)
 
 ``fit`` runs that step in a loop with evaluation, early stopping,
-checkpoints, samples, a progress bar and JSON-lines metrics.
+checkpoints, samples, a progress bar and JSON-lines metrics, with the batch
+split over all visible devices (``jaxrnn.parallel``; ``devices=`` limits it).
 
 Everything that decides the next step is in ``TrainState`` (step count,
 parameters, optimizer state, the carry between windows, the PRNG key) and the
@@ -37,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn import checkpoint, optim
+from jaxrnn import checkpoint, optim, parallel
 from jaxrnn.cells import elman, gru, lstm
 from jaxrnn.data import CharData, Vocabulary, window
 from jaxrnn.recurrent import StackedRNN
@@ -60,9 +61,12 @@ __all__ = [
     "make_schedule",
     "make_train_step",
     "progress_from_meta",
+    "put_state",
+    "remat_chunk",
     "restore_state",
     "sample",
     "save_state",
+    "state_shardings",
 ]
 
 CELLS: dict[str, Callable[..., Any]] = {"lstm": lstm, "gru": gru, "elman": elman}
@@ -173,7 +177,13 @@ class CharModel:
         return self.rnn.zero_carry(() if batch_size is None else (batch_size,))
 
     def apply(
-        self, params: dict[str, Any], inputs: Array, carry: Any = None, *, key: Array | None = None
+        self,
+        params: dict[str, Any],
+        inputs: Array,
+        carry: Any = None,
+        *,
+        key: Array | None = None,
+        remat: bool = False,
     ) -> tuple[Any, Array]:
         """Reads character ids and predicts the next ones.
 
@@ -182,15 +192,18 @@ class CharModel:
           inputs: int ids of shape ``(time, *batch)``.
           carry: the carry from the previous window; zeros if omitted.
           key: a PRNG key for dropout between layers; none without one.
+          remat: recompute the recurrent layers' activations in the backward
+            pass instead of storing them (``jaxrnn.unroll(..., remat=True)``).
 
         Returns:
           ``(carry, logits)`` with logits of shape ``(time, *batch, vocab_size)``.
         """
+        _check_ids("CharModel.apply", "inputs", inputs)
         if self.config.embed_size:
             xs = params["embed"][inputs]
         else:
             xs = jax.nn.one_hot(inputs, self.config.vocab_size, dtype=jnp.float32)
-        carry, ys = self.rnn.apply(params["rnn"], xs, carry, key=key)
+        carry, ys = self.rnn.apply(params["rnn"], xs, carry, key=key, remat=remat)
         return carry, ys @ params["head"]["w"] + params["head"]["b"]
 
     def loss(
@@ -201,12 +214,76 @@ class CharModel:
         carry: Any = None,
         *,
         key: Array | None = None,
+        remat: bool = False,
     ) -> tuple[Array, Any]:
-        """Mean cross-entropy in nats of ``targets`` given ``inputs``, and the final carry."""
+        """Mean cross-entropy in nats of ``targets`` given ``inputs``, and the final carry.
+
+        With ``remat=True`` the window of ``T`` steps is cut into ``T / C``
+        chunks of ``C`` steps (``C`` the divisor of ``T`` nearest ``√T``), each
+        a ``jax.checkpoint``-ed function from the carry to the chunk's summed
+        loss: the backward pass keeps only the carries between chunks and
+        recomputes one chunk at a time (its layers with ``remat`` too), so the
+        memory of a step grows like ``√T`` rather than ``T``, for about one more
+        forward pass. The loss is the same up to rounding; dropout draws other
+        masks (chunk ``k`` uses ``fold_in(key, k)``).
+        """
+        _check_ids("CharModel.loss", "inputs", inputs)
+        _check_ids("CharModel.loss", "targets", targets)
+        if np.shape(targets) != np.shape(inputs):
+            raise ValueError(
+                f"CharModel.loss: targets has shape {np.shape(targets)} but inputs has "
+                f"{np.shape(inputs)}; each input character needs its next character as target."
+            )
+        if remat:
+            return self._chunked_loss(params, inputs, targets, carry, key=key)
         carry, logits = self.apply(params, inputs, carry, key=key)
         log_probs = jax.nn.log_softmax(logits)
         picked = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
         return -jnp.mean(picked), carry
+
+    def _chunked_loss(self, params, inputs, targets, carry, *, key):
+        T, batch_shape = inputs.shape[0], inputs.shape[1:]
+        size = remat_chunk(T)
+        if carry is None:
+            carry = self.rnn.zero_carry(batch_shape)
+
+        @jax.checkpoint
+        def chunk(carry, chunk_in):
+            index, ids, next_ids = chunk_in
+            chunk_key = None if key is None else jax.random.fold_in(key, index)
+            carry, logits = self.apply(params, ids, carry, key=chunk_key, remat=True)
+            log_probs = jax.nn.log_softmax(logits)
+            picked = jnp.take_along_axis(log_probs, next_ids[..., None], axis=-1)[..., 0]
+            return carry, -jnp.sum(picked)
+
+        def split(a):
+            return a.reshape(T // size, size, *a.shape[1:])
+
+        index = jnp.arange(T // size)
+        carry, sums = jax.lax.scan(chunk, carry, (index, split(inputs), split(targets)))
+        return jnp.sum(sums) / targets.size, carry
+
+
+def _check_ids(where: str, name: str, ids: Any) -> None:
+    """Character ids are integers of shape ``(time, *batch)`` with ``time >= 1``."""
+    dtype, shape = jnp.result_type(ids), np.shape(ids)
+    if not jnp.issubdtype(dtype, jnp.integer):
+        raise TypeError(
+            f"{where}: {name} must be integer character ids of shape (time, *batch), got "
+            f"{dtype}{list(shape)}; encode text with Vocabulary.encode."
+        )
+    if len(shape) < 1 or shape[0] < 1:
+        raise ValueError(
+            f"{where}: {name} must have shape (time, *batch) with time >= 1, got {list(shape)}."
+        )
+
+
+def remat_chunk(length: int) -> int:
+    """The chunk of a rematerialised window: the divisor of ``length`` nearest ``√length``."""
+    root = math.isqrt(length)
+    divisors = [d for d in range(1, root + 1) if length % d == 0]
+    candidates = divisors + [length // d for d in divisors]
+    return min(candidates, key=lambda d: (abs(d - math.sqrt(length)), d))
 
 
 # --------------------------------------------------------------------------- training state
@@ -237,6 +314,8 @@ class TrainConfig:
       max_consecutive_skips: stop when this many updates in a row had
         non-finite gradients (each was skipped).
       seed: seeds the parameters, dropout and samples.
+      remat: rematerialise in the backward pass (``CharModel.loss(remat=True)``):
+        memory growing like ``√seq_len``, for long windows.
     """
 
     batch_size: int = 64
@@ -255,13 +334,14 @@ class TrainConfig:
     patience: int = 5
     max_consecutive_skips: int = 20
     seed: int = 0
+    remat: bool = False
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(
                 f"TrainConfig: schedule must be one of {SCHEDULES}, got {self.schedule!r}."
             )
-        for name in ("batch_size", "seq_len", "steps", "eval_every"):
+        for name in ("batch_size", "seq_len", "steps", "eval_every", "max_consecutive_skips"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}.")
         if self.learning_rate <= 0 or self.clip_norm <= 0:
@@ -353,43 +433,86 @@ def init_state(
 
 
 def make_train_step(
-    model: CharModel, optimizer: optim.GradientTransformation, schedule: optim.Schedule
+    model: CharModel,
+    optimizer: optim.GradientTransformation,
+    schedule: optim.Schedule,
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    remat: bool = False,
 ) -> Callable[[TrainState, Array, Array], tuple[TrainState, StepMetrics]]:
     """One step of truncated BPTT, pure and jitted.
 
     ``step(state, inputs, targets) -> (state, metrics)`` with ``inputs`` and
     ``targets`` int ids of shape ``(seq_len, batch)``. Gradients flow through
     this window only; the carry it leaves is the next window's starting
-    point. A window whose loss or carry is not finite restarts the carry from
-    zeros (and the optimizer skips its update).
+    point. A window whose loss, gradients or carry are not finite changes
+    nothing: ``optimizer`` (guarded by ``skip_not_finite``) sees non-finite
+    gradients and skips the update, and the carry restarts from zeros.
+
+    Args:
+      model: the model.
+      optimizer: from ``make_optimizer``.
+      schedule: its learning-rate schedule (reported in the metrics).
+      mesh: a ``jax.sharding.Mesh`` with axis ``"data"`` (``jaxrnn.parallel.make_mesh``):
+        the batch (of the windows and the carry) is split over its devices,
+        everything else replicated; the batch must divide by its size. ``None``:
+        wherever the arguments are.
+      remat: rematerialise in the backward pass (``CharModel.loss(remat=True)``).
     """
 
     def loss_fn(params, carry, inputs, targets, key):
-        return model.loss(params, inputs, targets, jax.lax.stop_gradient(carry), key=key)
+        carry = jax.lax.stop_gradient(carry)
+        return model.loss(params, inputs, targets, carry, key=key, remat=remat)
 
-    @jax.jit
     def train_step(state: TrainState, inputs: Array, targets: Array):
         dropout_key = jax.random.fold_in(state.key, state.step)
         (loss, carry), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state.params, state.carry, inputs, targets, dropout_key
         )
+        grad_norm = optim.global_norm(grads)
+        finite = optim.all_finite(grads) & jnp.isfinite(loss) & optim.all_finite(carry)
+        # A NaN loss can come with finite gradients (e.g. an id outside the vocabulary):
+        # the guard must skip that update too.
+        grads = jax.tree.map(lambda g: jnp.where(finite, g, jnp.nan), grads)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optim.apply_updates(state.params, updates)
-        finite = optim.all_finite(grads) & jnp.isfinite(loss) & optim.all_finite(carry)
         carry = jax.tree.map(lambda c: jnp.where(finite, c, jnp.zeros_like(c)), carry)
-        metrics = StepMetrics(loss, optim.global_norm(grads), schedule(state.step), finite)
+        metrics = StepMetrics(loss, grad_norm, schedule(state.step), finite)
         return TrainState(state.step + 1, params, opt_state, carry, state.key), metrics
 
-    return train_step
+    if mesh is None:
+        return jax.jit(train_step)
+    shardings = state_shardings(mesh)
+    windows = parallel.batch_sharding(mesh, 1)
+    return jax.jit(
+        train_step,
+        in_shardings=(shardings, windows, windows),
+        out_shardings=(shardings, parallel.replicated(mesh)),
+    )
+
+
+def state_shardings(mesh: jax.sharding.Mesh) -> TrainState:
+    """Where a ``TrainState``'s fields live on ``mesh``: the carry split by batch, the rest whole.
+
+    A pytree prefix of ``TrainState``, as ``jax.jit``'s ``in_shardings`` takes it.
+    """
+    whole = parallel.replicated(mesh)
+    return TrainState(whole, whole, whole, parallel.batch_sharding(mesh, 1), whole)
+
+
+def put_state(state: TrainState, mesh: jax.sharding.Mesh) -> TrainState:
+    """Places a ``TrainState`` on ``mesh`` as ``make_train_step(mesh=mesh)`` expects it."""
+    whole = parallel.put_replicated(state._replace(carry=None), mesh)
+    return whole._replace(carry=parallel.put_batch(state.carry, mesh, axis=1))
 
 
 @functools.lru_cache(maxsize=16)
-def _eval_fn(model: CharModel) -> Callable[..., Array]:
+def _eval_fn(model: CharModel, chunked: bool = False) -> Callable[..., Array]:
     @jax.jit
     def mean_nats(params, windows_in, windows_out):
         def one_window(carry, window_pair):
             inputs, targets = window_pair
-            loss, carry = model.loss(params, inputs, targets, carry)
+            loss, carry = model.loss(params, inputs, targets, carry, remat=chunked)
             return carry, loss
 
         carry = model.zero_carry(windows_in.shape[-1])
@@ -399,7 +522,9 @@ def _eval_fn(model: CharModel) -> Callable[..., Array]:
     return mean_nats
 
 
-def evaluate(model: CharModel, params: Any, streams: np.ndarray, seq_len: int) -> float:
+def evaluate(
+    model: CharModel, params: Any, streams: np.ndarray, seq_len: int, *, chunked: bool = False
+) -> float:
     """Bits per character on held-out streams, the carry passed from window to window.
 
     Args:
@@ -407,6 +532,9 @@ def evaluate(model: CharModel, params: Any, streams: np.ndarray, seq_len: int) -
       params: its parameters.
       streams: ``(batch, 1 + k·seq_len)`` ids, e.g. ``CharData.val``.
       seq_len: T.
+      chunked: read each window in chunks of about ``√T`` steps
+        (``CharModel.loss(remat=True)``), so that memory does not grow with T
+        (the input projection and logits of a whole long window are large).
 
     Returns:
       The mean of ``-log2 p(x_t | x_{<t})`` over every character but each stream's first.
@@ -415,7 +543,7 @@ def evaluate(model: CharModel, params: Any, streams: np.ndarray, seq_len: int) -
     pairs = [window(streams, i, seq_len) for i in range(count)]
     windows_in = np.stack([p[0] for p in pairs])
     windows_out = np.stack([p[1] for p in pairs])
-    return float(_eval_fn(model)(params, windows_in, windows_out)) / LN2
+    return float(_eval_fn(model, chunked)(params, windows_in, windows_out)) / LN2
 
 
 @functools.lru_cache(maxsize=16)
@@ -559,17 +687,18 @@ class NonFiniteError(RuntimeError):
     """Training stopped because the gradients stayed non-finite for too many steps."""
 
 
-def _compiled_step(model: CharModel, config: TrainConfig):
-    """One jitted step per model and optimizer: a second ``fit`` does not compile again."""
-    # Only the fields that make_optimizer reads decide the step function.
+def _compiled_step(model: CharModel, config: TrainConfig, mesh: jax.sharding.Mesh):
+    """One jitted step per model, optimizer and mesh: a second ``fit`` does not compile again."""
+    # Only the fields that make_optimizer and the step read decide the step function.
     loop_only = dict(eval_every=1, sample_every=0, sample_length=1, patience=0, seed=0)
-    return _step_for(model, dataclasses.replace(config, max_consecutive_skips=1, **loop_only))
+    config = dataclasses.replace(config, max_consecutive_skips=1, **loop_only)
+    return _step_for(model, config, mesh)
 
 
 @functools.lru_cache(maxsize=8)
-def _step_for(model: CharModel, config: TrainConfig):
+def _step_for(model: CharModel, config: TrainConfig, mesh: jax.sharding.Mesh):
     optimizer, schedule = make_optimizer(config)
-    return optimizer, make_train_step(model, optimizer, schedule)
+    return optimizer, make_train_step(model, optimizer, schedule, mesh=mesh, remat=config.remat)
 
 
 def fit(
@@ -587,6 +716,7 @@ def fit(
     stop_at_step: int | None = None,
     show_progress: bool = True,
     log: Callable[[str], None] | None = None,
+    devices: int | None = None,
 ) -> FitResult:
     """Trains ``model`` on ``data`` for ``config.steps`` updates, or until early stopping.
 
@@ -595,6 +725,17 @@ def fit(
     ``out_dir/checkpoint.npz`` (the whole state, to resume from) and, when the
     validation loss improved, ``out_dir/best.npz``. Every ``sample_every``
     steps it prints a sample. A ``KeyboardInterrupt`` saves a checkpoint first.
+
+    The batch is split over the devices (``jaxrnn.parallel``): each computes
+    its streams' gradients and XLA averages them; parameters and optimizer
+    state are replicated. With several processes (``jax.distributed``) every
+    process runs ``fit`` on the same data and process 0 alone writes
+    checkpoints, metrics and messages.
+
+    A window whose loss or gradients are not finite is skipped (counted in the
+    metrics' ``skipped``); after ``config.max_consecutive_skips`` in a row the
+    loop saves the state (whose parameters are the last good ones: no update
+    went through) and raises ``NonFiniteError``.
 
     Args:
       model: the model.
@@ -613,9 +754,15 @@ def fit(
         continues exactly (the schedule still runs to ``config.steps``).
       show_progress: draw a tqdm progress bar (on stderr).
       log: where lines (samples, evaluations) go; ``tqdm.write`` if omitted.
+      devices: how many of the visible devices to split the batch over; all if
+        omitted. ``config.batch_size`` must divide by it.
 
     Returns:
       A ``FitResult``.
+
+    Raises:
+      ValueError: the data does not fit the config, or the batch does not split over the devices.
+      NonFiniteError: the gradients stayed non-finite for ``max_consecutive_skips`` steps.
     """
     from tqdm.auto import tqdm
 
@@ -624,11 +771,17 @@ def fit(
             f"fit: data has {data.train.shape[0]} streams and windows of {data.seq_len}, "
             f"config asks for batch_size={config.batch_size}, seq_len={config.seq_len}."
         )
-    optimizer, train_step = _compiled_step(model, config)
+    mesh = parallel.make_mesh(devices)
+    parallel.check_batch(config.batch_size, mesh, "batch_size")
+    optimizer, train_step = _compiled_step(model, config, mesh)
     if data.vocab.missing(prime):  # e.g. a text without newlines
         prime = data.vocab.decode(data.train[0, :1])
     if state is None:
         state = init_state(model, optimizer, config.batch_size, jax.random.key(config.seed))
+    state = put_state(state, mesh)
+    main = parallel.is_main_process()
+    if not main:
+        metrics_file = None
     counters = {
         "best_val_bpc": math.inf,
         "best_step": 0,
@@ -645,25 +798,30 @@ def fit(
     bar = tqdm(
         total=config.steps,
         initial=start_step,
-        disable=not show_progress,
+        disable=not (show_progress and main),
         unit="step",
         dynamic_ncols=True,
         file=sys.stderr,
     )
-    write = log or bar.write
+    write = (log or bar.write) if main else (lambda _: None)
     started = time.perf_counter()
     speed = _Speed(config.batch_size * config.seq_len, start_step)
     pending: list[StepMetrics] = []  # on the device until the next report: no sync per step
+    # Reports come often enough to see a run of K non-finite steps when it reaches K, and
+    # every step while one is under way: the loop stops exactly after K.
+    report_every, streak = min(10, config.max_consecutive_skips), 0
     last: StepMetrics | None = None
 
     def save(name: str) -> None:
         if out is not None:
-            meta = {"fingerprint": text_fingerprint, "progress": _jsonable(counters)}
-            save_state(out / name, state, model, config, data.vocab, **meta)
+            whole = parallel.to_host(state)  # a collective with several processes
+            if main:
+                meta = {"fingerprint": text_fingerprint, "progress": _jsonable(counters)}
+                save_state(out / name, whole, model, config, data.vocab, **meta)
 
     def report(step: int) -> None:
         """Moves the pending metrics to the host, updates the bar, stops on persistent NaNs."""
-        nonlocal pending, last
+        nonlocal pending, last, streak
         if not pending:
             return
         losses, norms, rates, finite = (np.asarray(x) for x in zip(*pending, strict=True))
@@ -675,16 +833,18 @@ def fit(
         rate = speed.lap(step)
         bar.update(step - bar.n)
         bar.set_postfix(loss=f"{losses[-1] / LN2:.3f} bpc", chars_s=f"{rate:,.0f}", refresh=False)
-        bad = int(state.opt_state.consecutive_not_finite)
+        bad = streak = int(state.opt_state.consecutive_not_finite)
         if bad >= config.max_consecutive_skips:
             save("checkpoint.npz")
+            where = f" in {out / 'checkpoint.npz'}" if out is not None else ""
             raise NonFiniteError(
                 f"the gradients were NaN or infinite for {bad} steps in a row (to step {step}); "
-                "training stopped. Lower --lr or --clip; the last good state is in the checkpoint."
+                f"training stopped. The last good parameters are kept{where}; look for bad "
+                "input, or lower --lr or --clip, then --resume."
             )
 
     def evaluate_now(step: int) -> None:
-        val_bpc = evaluate(model, state.params, data.val, config.seq_len)
+        val_bpc = evaluate(model, state.params, data.val, config.seq_len, chunked=config.remat)
         count = counters["loss_count"]
         record = {
             "step": step,
@@ -719,13 +879,16 @@ def fit(
         while step < config.steps:
             position = step % windows
             if position == 0:  # a new pass over the streams starts from a clean carry
-                state = state._replace(carry=model.zero_carry(config.batch_size))
-            state, metrics = train_step(state, *window(data.train, position, config.seq_len))
+                carry = model.zero_carry(config.batch_size)
+                state = state._replace(carry=parallel.put_batch(carry, mesh, axis=1))
+            inputs, targets = window(data.train, position, config.seq_len)
+            inputs, targets = parallel.put_batch((inputs, targets), mesh, axis=1)
+            state, metrics = train_step(state, inputs, targets)
             pending.append(metrics)
             step += 1
             evaluating = step % config.eval_every == 0 or step == config.steps
             sampling = config.sample_every and step % config.sample_every == 0
-            if step % 10 == 0 or evaluating or step == stop_at_step:
+            if step % report_every == 0 or streak or evaluating or step == stop_at_step:
                 report(step)
             if evaluating:
                 evaluate_now(step)

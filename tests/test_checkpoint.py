@@ -2,6 +2,12 @@
 
 import json
 import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 from typing import NamedTuple
 
 import jax
@@ -100,3 +106,90 @@ def test_refusals_name_what_is_wrong(tmp_path):
     fewer = {k: v for k, v in make_tree().items() if k != "flag"}
     with pytest.raises(checkpoint.CheckpointError, match=r"unexpected \['flag'\]"):
         checkpoint.load(path, fewer)
+
+
+# A child process that writes large checkpoints in a loop, version after version; every
+# array of version v holds v. With a pause point it stops in the middle of writing that
+# version (after so many bytes reached the temporary file) and says so, to be killed there.
+WRITER = r"""
+import os, sys, time
+import numpy as np
+from jaxrnn import checkpoint
+
+path, pause_version, pause_byte = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+version, written = 0, 0
+
+class Pausing:
+    def __init__(self, file):
+        self.file = file
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.file.close()
+    def __getattr__(self, name):
+        return getattr(self.file, name)
+    def write(self, data):
+        global written
+        if version == pause_version and written + len(data) >= pause_byte:
+            cut = max(pause_byte - written, 0)
+            self.file.write(data[:cut])
+            self.file.flush()
+            print("paused", flush=True)
+            time.sleep(600)
+        written += len(data)
+        return self.file.write(data)
+
+fdopen = os.fdopen
+checkpoint.os.fdopen = lambda *a, **k: Pausing(fdopen(*a, **k))
+while True:
+    version, written = version + 1, 0
+    a, b = np.full(1_000_000, version, np.float32), np.full((500, 1000), version, np.int32)
+    tree = {"a": a, "b": b}
+    checkpoint.save(path, tree, {"version": version})
+    print("saved", version, flush=True)
+"""
+
+
+def template():
+    return {"a": np.zeros(1_000_000, np.float32), "b": np.zeros((500, 1000), np.int32)}
+
+
+def test_a_writer_killed_mid_write_leaves_the_last_complete_checkpoint(tmp_path):
+    rng = random.Random(7)
+    size = 6_000_000  # the arrays' bytes: each version's file is a little larger
+    # Three kills at random points inside the write of version 3, one at a random moment.
+    plans = [(3, rng.randrange(1, size)) for _ in range(3)] + [(0, 0)]
+    children = []
+    for i, (version, byte) in enumerate(plans):
+        path = tmp_path / f"run{i}" / "ck.npz"
+        path.parent.mkdir()
+        command = [sys.executable, "-c", WRITER, str(path), str(version), str(byte)]
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        watchdog = threading.Timer(300, child.kill)  # never hang the suite on a stuck child
+        watchdog.daemon = True
+        watchdog.start()
+        children.append((child, path, version))
+    for child, path, version in children:
+        for line in child.stdout:
+            if line.startswith("paused") or (version == 0 and line == "saved 2\n"):
+                break
+        if version == 0:
+            time.sleep(rng.uniform(0.0, 0.5))  # anywhere in the following writes
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        assert child.returncode == -signal.SIGKILL
+
+        tree, meta = checkpoint.load(path, template())  # the last complete one loads
+        assert meta["version"] == version - 1 if version else meta["version"] >= 2
+        assert all(np.all(np.asarray(leaf) == meta["version"]) for leaf in jax.tree.leaves(tree))
+        # The interrupted write is only ever a temporary file, and that is refused.
+        leftovers = list(path.parent.glob(".ck.npz.*.tmp"))
+        assert [p.name for p in path.parent.iterdir() if not p.name.startswith(".")] == ["ck.npz"]
+        if version:
+            assert len(leftovers) == 1
+            with pytest.raises(checkpoint.CheckpointError, match="not a readable checkpoint"):
+                checkpoint.load(leftovers[0], template())
+        # The next save clears the leftover.
+        checkpoint.save(path, template(), {"version": 0})
+        assert [p.name for p in path.parent.iterdir()] == ["ck.npz"]

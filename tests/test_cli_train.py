@@ -175,3 +175,52 @@ def test_bad_checkpoints(capsys, tmp_path, text_file):
         tmp_path / "none",
         "--resume",
     )
+
+
+def test_remat_run_then_persistent_nan_stops_keeping_the_last_good_checkpoint(
+    capsys, text_file, tmp_path
+):
+    out_dir, metrics = tmp_path / "run", tmp_path / "metrics.jsonl"
+    common = ["train", "--text", text_file, "--no-progress", "--out", out_dir]
+    common += ["--metrics", metrics]
+    status, _, _ = run(capsys, *common, *TINY, "--steps", "2", "--remat")
+    assert status == 0
+    latest = out_dir / "checkpoint.npz"
+    assert checkpoint.load_meta(latest)["train"]["remat"] is True
+
+    # Poison the saved embedding: every window from now on has NaN gradients.
+    with np.load(latest) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    (embed,) = [name for name in arrays if "embed" in name and "opt_state" not in name]
+    arrays[embed] = np.full_like(arrays[embed], np.nan)
+    np.savez(latest, **arrays)
+
+    err = fails_with(
+        capsys,
+        "NaN or infinite for 3 steps in a row (to step 5)",
+        *common,
+        "--resume",
+        "--steps",
+        "8",
+        "--max-skips",
+        "3",
+    )
+    assert "last good parameters are kept in" in err and "--resume" in err
+    with np.load(latest) as npz:
+        kept = {name: npz[name] for name in npz.files}
+    for name, value in arrays.items():  # no update went through
+        if name.startswith(".params"):
+            np.testing.assert_array_equal(kept[name], value, err_msg=name)
+    assert checkpoint.load_meta(latest)["train"]["max_consecutive_skips"] == 3
+    fails_with(
+        capsys,
+        "--max-skips must be >= 1, got 0",
+        "train",
+        "--text",
+        text_file,
+        *TINY,
+        "--max-skips",
+        "0",
+        "--out",
+        tmp_path / "other",
+    )

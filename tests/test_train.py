@@ -169,6 +169,8 @@ def test_evaluate_is_the_mean_over_windows(char_data):
         loss, carry = loss_fn(params, *data.window(char_data.val, i, CONFIG.seq_len), carry)
         losses.append(float(loss))
     assert got == pytest.approx(np.mean(losses) / math.log(2), rel=1e-5)
+    chunked = train.evaluate(model, params, char_data.val, CONFIG.seq_len, chunked=True)
+    assert chunked == pytest.approx(got, rel=1e-5)  # the same, read in chunks of 2 or 4 steps
 
 
 def test_schedules_and_configs():
@@ -181,3 +183,118 @@ def test_schedules_and_configs():
     with pytest.raises(ValueError, match="schedule must be one of"):
         train.TrainConfig(schedule="linear")
     assert isinstance(train.make_optimizer(CONFIG)[0], optim.GradientTransformation)
+
+
+@pytest.fixture(scope="module")
+def stepper():
+    """One compiled step and initialisation, shared by the tests below."""
+    model = train.CharModel(MODEL)
+    optimizer, schedule = train.make_optimizer(CONFIG)
+    step = train.make_train_step(model, optimizer, schedule)
+    init = jax.jit(lambda key: train.init_state(model, optimizer, CONFIG.batch_size, key))
+    return model, optimizer, step, init
+
+
+def test_loss_trajectory_is_bit_identical_and_survives_a_checkpoint(char_data, stepper, tmp_path):
+    model, optimizer, step, init = stepper
+
+    def run(state, start, stop):
+        losses = []
+        for k in range(start, stop):
+            inputs, targets = data.window(char_data.train, k, CONFIG.seq_len)
+            state, metrics = step(state, inputs, targets)
+            losses.append(np.asarray(metrics.loss).tobytes())
+        return state, losses
+
+    def fresh():
+        return init(jax.random.key(0))
+
+    state_a, losses_a = run(fresh(), 0, 8)
+    _, losses_b = run(fresh(), 0, 8)
+    assert losses_a == losses_b  # bit for bit
+    half, first = run(fresh(), 0, 4)
+    path = train.save_state(tmp_path / "half", half, model, CONFIG, char_data.vocab)
+    restored, _ = train.restore_state(path, model, optimizer, CONFIG.batch_size)
+    state_c, second = run(restored, 4, 8)
+    assert first + second == losses_a
+    assert_same_tree(state_c, state_a)
+
+
+def test_a_poisoned_batch_is_skipped_counted_and_training_goes_on(tmp_path):
+    # '!' appears in two places of the training text only; its embedding is NaN, so every
+    # window reading it has a NaN loss and NaN gradients: those updates must be skipped.
+    text = TEXT[:20] + "!" + TEXT[20:60] + "!" + TEXT[60:]
+    config = dataclasses.replace(CONFIG, steps=12, eval_every=12, max_consecutive_skips=2)
+    char = data.char_data(text, config.batch_size, config.seq_len, val_fraction=0.2)
+    bang = char.vocab.encode("!")[0]
+    model = train.CharModel(dataclasses.replace(MODEL, vocab_size=char.vocab.size))
+    optimizer, _ = train.make_optimizer(config)
+    state = train.init_state(model, optimizer, config.batch_size, jax.random.key(0))
+    embed = state.params["embed"].at[bang].set(jnp.nan)
+    state = state._replace(params=dict(state.params, embed=embed))
+    poisoned = [
+        k
+        for k in range(config.steps)
+        if bang in data.window(char.train, k % char.windows_per_epoch, config.seq_len)[0]
+    ]
+    assert 1 <= len(poisoned) <= 4 and bang not in char.val
+    metrics = io.StringIO()
+    result = quiet_fit(model, char, config, state=state, out_dir=tmp_path, metrics_file=metrics)
+    assert result.stopped == "steps" and int(result.state.step) == config.steps
+    lines = [json.loads(line) for line in metrics.getvalue().splitlines()]
+    assert lines[-1]["skipped"] == len(poisoned) == int(result.state.opt_state.total_skipped)
+    assert all(math.isfinite(r["val_bpc"]) for r in lines)
+    # Every parameter but the poisoned row is finite, and they were updated.
+    leaves = jax.tree.leaves(dict(result.state.params, embed=result.state.params["embed"][:bang]))
+    assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+    assert not np.array_equal(result.state.params["head"]["w"], state.params["head"]["w"])
+
+
+def test_a_nan_loss_with_finite_gradients_is_skipped_too(stepper):
+    # A target outside the vocabulary: take_along_axis fills NaN, the gradients stay finite.
+    _, _, step, init = stepper
+    state = init(jax.random.key(0))
+    inputs = jnp.zeros((CONFIG.seq_len, CONFIG.batch_size), jnp.int32)
+    targets = inputs.at[0, 0].set(MODEL.vocab_size)
+    new, metrics = step(state, inputs, targets)
+    assert not bool(metrics.finite) and int(new.opt_state.total_skipped) == 1
+    assert_same_tree(new.params, state.params)
+
+
+def test_remat_computes_the_same_loss_and_gradients():
+    model = train.CharModel(dataclasses.replace(MODEL, num_layers=2))
+    params = model.init(jax.random.key(0))
+    rng = np.random.default_rng(0)
+    inputs, targets = (jnp.asarray(rng.integers(0, MODEL.vocab_size, (12, 3))) for _ in "it")
+    carry = jax.tree.map(lambda z: z + 0.1, model.zero_carry(3))
+
+    def loss(params, remat):
+        return model.loss(params, inputs, targets, carry, remat=remat)
+
+    grad = jax.jit(jax.value_and_grad(loss, has_aux=True), static_argnums=1)
+    (want, want_carry), want_grads = grad(params, False)
+    (got, got_carry), got_grads = grad(params, True)
+    np.testing.assert_allclose(float(got), float(want), rtol=1e-6)
+    for a, b in zip(
+        jax.tree.leaves((got_carry, got_grads)),
+        jax.tree.leaves((want_carry, want_grads)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    assert [train.remat_chunk(n) for n in (1, 7, 12, 50, 10_000)] == [1, 1, 3, 5, 100]
+
+
+def test_remat_memory_grows_much_less_with_the_window():
+    model = train.CharModel(dataclasses.replace(MODEL, hidden_size=32))
+    params = jax.eval_shape(model.init, jax.random.key(0))
+
+    def temp_bytes(length, remat):
+        ids = jax.ShapeDtypeStruct((length, 2), jnp.int32)
+        fn = jax.jit(jax.grad(lambda p, i, t: model.loss(p, i, t, remat=remat)[0]))
+        return fn.lower(params, ids, ids).compile().memory_analysis().temp_size_in_bytes
+
+    plain = [temp_bytes(n, False) for n in (64, 1024)]
+    remat = [temp_bytes(n, True) for n in (64, 1024)]
+    assert plain[1] > 8 * plain[0]  # linear in T: x16 the window, about x16 the memory
+    assert remat[1] < 6 * remat[0]  # about sqrt(T): x4
+    assert remat[1] < plain[1] / 4

@@ -6,13 +6,14 @@ import argparse
 import dataclasses
 import hashlib
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
 
 import jax
 
-from jaxrnn import baselines, checkpoint, data
+from jaxrnn import baselines, checkpoint, data, parallel
 from jaxrnn import train as training
 from jaxrnn.cli import CommandError
 
@@ -38,6 +39,8 @@ _TRAIN_FLAGS = {
     "sample_every": "sample_every",
     "patience": "patience",
     "seed": "seed",
+    "max_skips": "max_consecutive_skips",
+    "remat": "remat",
 }
 _MODEL_DEFAULTS = {"cell": "lstm", "hidden_size": 256, "num_layers": 1, "dropout": 0.0}
 
@@ -124,6 +127,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     fit.add_argument(
         "--seed", type=int, help="seed of the parameters, dropout and samples (default: 0)"
+    )
+    fit.add_argument(
+        "--max-skips",
+        type=int,
+        metavar="K",
+        help="updates with NaN or infinite gradients are skipped; stop after K in a row "
+        f"(default: {defaults.max_consecutive_skips})",
+    )
+    fit.add_argument(
+        "--remat",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute activations in the backward pass: memory grows like the square root "
+        "of --seq-len, for long windows, at about one more forward pass (default: off)",
+    )
+    fit.add_argument(
+        "--devices",
+        type=int,
+        metavar="N",
+        help="split the batch over the first N visible devices (default: all); "
+        "the batch must divide by N",
     )
     fit.add_argument(
         "--time-limit",
@@ -225,12 +249,20 @@ def _configs(args: argparse.Namespace, meta: dict[str, Any] | None, vocab_size: 
         model_config = training.ModelConfig(**model_fields)
         train_config = training.TrainConfig(**train_fields)
     except (TypeError, ValueError) as error:
-        raise CommandError(str(error)) from None
+        message = str(error)  # name the flags, not the configuration's fields
+        for flags in (_MODEL_FLAGS, _BATCH_FLAGS, _TRAIN_FLAGS):
+            for flag, field in flags.items():
+                message = re.sub(rf"\b{field} must", f"--{flag.replace('_', '-')} must", message)
+        raise CommandError(message) from None
     return model_config, train_config
 
 
 def run(args: argparse.Namespace) -> int:
     """Trains, checkpoints into ``--out``, and prints the validation loss and a sample."""
+    try:
+        parallel.initialize_distributed()  # several hosts: the usual environment variables
+    except (RuntimeError, ValueError) as error:
+        raise CommandError(f"cannot start the multi-host run: {error}") from None
     if args.val_fraction is not None and not 0.0 < args.val_fraction < 0.5:
         raise CommandError(f"--val-fraction must lie in (0, 0.5), got {args.val_fraction}.")
     text, name = _load_text(args)
@@ -263,6 +295,11 @@ def run(args: argparse.Namespace) -> int:
     vocab = data.Vocabulary(tuple(meta["vocab"])) if meta is not None else None
     model_config, config = _configs(args, meta, 1 if vocab is None else vocab.size)
     try:
+        mesh = parallel.make_mesh(args.devices)
+        parallel.check_batch(config.batch_size, mesh, "--batch")
+    except (TypeError, ValueError) as error:
+        raise CommandError(str(error).replace("devices=", "--devices ", 1)) from None
+    try:
         char_data = data.char_data(
             text,
             config.batch_size,
@@ -291,6 +328,12 @@ def run(args: argparse.Namespace) -> int:
         f"{name}: {len(text):,} characters, {char_data.vocab.size} distinct; "
         f"{n_train:,} for training in {config.batch_size} streams, {n_val:,} held out"
     )
+    if mesh.size > 1 or jax.process_count() > 1:
+        print(
+            f"data parallel: the batch of {config.batch_size} split over {mesh.size} "
+            f"{mesh.devices.flat[0].platform} devices ({jax.process_count()} process(es)), "
+            f"{config.batch_size // mesh.size} streams each"
+        )
     print(
         f"model: {model_config.describe()}, "
         f"{sum(x.size for x in jax.tree.leaves(jax.eval_shape(model.init, jax.random.key(0)))):,} "
@@ -337,6 +380,7 @@ def run(args: argparse.Namespace) -> int:
             stop_at_step=args.stop_at_step,
             show_progress=not args.no_progress,
             log=print if args.no_progress else None,
+            devices=args.devices,
         )
     except training.NonFiniteError as error:
         raise CommandError(str(error)) from None
