@@ -293,7 +293,9 @@ def _ms(record: dict[str, Any] | None) -> str:
     return "—" if record is None or "median_ms" not in record else f"{record['median_ms']:.2f}"
 
 
-def tables(records: list[dict[str, Any]], info: dict[str, Any]) -> str:
+def tables(
+    records: list[dict[str, Any]], info: dict[str, Any], not_run: dict[str, str] | None = None
+) -> str:
     """Markdown: ratios jaxrnn / peer, median times, compile times and memory."""
     found = {(r["workload"], r["pass"], r["contender"]): r for r in records if "pass" in r}
     rows = sorted({(r["workload"], r["pass"]) for r in records if "pass" in r}, key=_row_order)
@@ -392,6 +394,9 @@ def tables(records: list[dict[str, Any]], info: dict[str, Any]) -> str:
     skipped = sorted({(r["contender"], r["skipped"]) for r in records if "skipped" in r})
     if skipped:
         lines += ["", "Not run: " + "; ".join(f"{label[n]}: {why}" for n, why in skipped) + "."]
+    if not_run:
+        reasons = "; ".join(f"{w}: {why}" for w, why in not_run.items())
+        lines += ["", f"Workloads not run: {reasons}."]
     return "\n".join(lines) + "\n"
 
 
@@ -439,6 +444,13 @@ def run(args: argparse.Namespace) -> int:
             raise CommandError("lstm-long runs on a GPU only (this backend is " + backend + ").")
     else:
         chosen = [w for w in WORKLOADS.values() if backend == "gpu" or not w.gpu_only]
+    not_run = {
+        w.name: f"GPU only, and this backend is {backend}"
+        for w in WORKLOADS.values()
+        if w not in chosen and w.gpu_only and not args.workloads
+    }
+    for name, why in not_run.items():
+        print(f"# {name}: not run ({why})", file=sys.stderr, flush=True)
     if args.tiny:
         chosen = [tiny(w) for w in chosen]
         contenders_module.COMPILER_OPTIONS["xla_backend_optimization_level"] = 0
@@ -462,7 +474,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if out is not None:
             out.close()
-    text = tables(records, info)
+    text = tables(records, info, not_run)
     print("\n" + text)
     if args.markdown:
         args.markdown.write_text(text)

@@ -25,6 +25,10 @@ float64); the fused path is faster because of where the work goes:
   previous state is known once ``ys`` is. Memory per layer falls from about
   ``(G + 2)·T·B·H`` to ``2·T·B·H`` numbers, for little time.
 
+- **bfloat16 matmuls** (``compute_dtype=jnp.bfloat16``). Every matmul of both
+  passes casts its inputs (the weights once, before the loops) and
+  accumulates in the data's dtype; everything else stays in the data's dtype.
+
 The fused function is reverse-mode only: ``jax.jvp``, ``jax.jacfwd`` and
 ``jax.hessian`` need ``unroll(..., fused=False)``.
 """
@@ -45,7 +49,7 @@ from jaxrnn.cells import Cell, ElmanParams, GRUParams, LSTMCarry, LSTMParams
 
 Array = jax.Array
 
-__all__ = ["supports", "unroll"]
+__all__ = ["default_unroll", "supports", "unroll"]
 
 # The ``step_projected`` closures of the built-in cells, by qualified name: a cell
 # whose step was replaced (``cell._replace(step_projected=...)``) or a variant
@@ -71,6 +75,32 @@ _SLOPES: dict[Callable[[Array], Array], Callable[[Array], Array]] = {
 }
 
 
+# ``lax.scan``'s ``unroll`` when ``jaxrnn.unroll`` is given none, by backend (see
+# ``default_unroll``).
+_DEFAULT_UNROLL: dict[str, int] = {"cpu": 1}
+
+
+def default_unroll(backend: str | None = None) -> int:
+    """The number of steps per loop iteration ``jaxrnn.unroll`` uses by default.
+
+    ``lax.scan`` runs ``unroll`` steps per iteration of its loop: more steps
+    save loop overhead and let XLA schedule across steps, at the price of a
+    program (and compile time) that grows with ``unroll``. Chosen per backend
+    from ``benchmarks/unroll_sweep.py`` (the ``lstm`` workload, T=100, B=32,
+    I=128, H=256, forward and training passes at unroll 1, 2, 4 and 8):
+
+    - **cpu: 1.** On a 2-core Xeon (Sapphire Rapids), jax 0.10.2, the forward
+      pass took 51, 53, 53 and 58 ms and the training pass 103, 106, 103 and
+      118 ms at unroll 1, 2, 4 and 8, while compile time rose from 1.1 s to
+      2-3 s. Each step's ``(B, H) x (H, G·H)`` matmul dominates; there is no
+      loop overhead left for unrolling to save.
+    - **Any other backend: 1,** until measured there (run the sweep on a GPU
+      and add the value here); ``jaxrnn.unroll(..., unroll=k)`` overrides it.
+    """
+    backend = jax.default_backend() if backend is None else backend
+    return _DEFAULT_UNROLL.get(backend, 1)
+
+
 class _Config(NamedTuple):
     """The static part of a fused call (hashable: ``custom_vjp``'s nondiff argument)."""
 
@@ -79,6 +109,10 @@ class _Config(NamedTuple):
     reverse: bool
     unroll: int | bool
     remat: bool
+    # Matmul inputs in this dtype, products accumulated in ``accumulate_dtype`` (the
+    # data's); ``None``: every matmul in the data's dtype.
+    compute_dtype: Any = None
+    accumulate_dtype: Any = None
 
 
 def supports(cell: Cell, params: Any, xs: Array, carry: Any) -> bool:
@@ -114,6 +148,7 @@ def unroll(
     reverse: bool = False,
     unroll: int | bool = 1,
     remat: bool = False,
+    compute_dtype: Any = None,
 ) -> tuple[Any, Array]:
     """The fused equivalent of ``jaxrnn.unroll`` for a cell that ``supports`` accepts.
 
@@ -130,6 +165,11 @@ def unroll(
       unroll: passed to both ``lax.scan`` loops (forward and backward).
       remat: recompute the gate activations in the backward pass instead of
         storing them.
+      compute_dtype: ``None``, or a floating dtype narrower than the data's (say
+        ``jnp.bfloat16``) in which every matmul of the forward and backward
+        passes takes its inputs, accumulating in the data's dtype
+        (``preferred_element_type``); carries, gates and their gradients stay
+        in the data's dtype.
 
     Returns:
       ``(carry, ys)`` as ``jaxrnn.unroll`` returns them.
@@ -140,7 +180,9 @@ def unroll(
         kind = (
             "gru-after" if _BUILTIN_STEPS["gru"][cell.step_projected.__qualname__] else "gru-before"
         )
-    config = _Config(kind, spec.activation, bool(reverse), unroll, bool(remat))
+    accumulate = None if compute_dtype is None else jnp.dtype(xs.dtype)
+    compute = None if compute_dtype is None else jnp.dtype(compute_dtype)
+    config = _Config(kind, spec.activation, bool(reverse), unroll, bool(remat), compute, accumulate)
 
     time, batch_shape = np.shape(xs)[0], tuple(np.shape(xs)[1:-1])
     batch = int(np.prod(batch_shape, dtype=np.int64))
@@ -190,11 +232,32 @@ def _previous(config: _Config, seq: Array, first: Array, valid: Array | None) ->
     return jnp.where(valid_before[..., None], shifted, first[None])
 
 
-def _sum_over_steps(a: Array, b: Array) -> Array:
+def _mm(config: _Config, a: Array, b: Array) -> Array:
+    """``a @ b``; with a ``compute_dtype``, inputs in it and the sum in the data's dtype."""
+    if config.compute_dtype is None:
+        return a @ b
+    cast = config.compute_dtype
+    return jnp.matmul(
+        a.astype(cast), b.astype(cast), preferred_element_type=config.accumulate_dtype
+    )
+
+
+def _weights(config: _Config, w: Array) -> Array:
+    """A weight matrix for the matmuls of a loop: cast once, before it, not every step."""
+    return w if config.compute_dtype is None else w.astype(config.compute_dtype)
+
+
+def _sum_over_steps(config: _Config, a: Array, b: Array) -> Array:
     """``sum_{t, b} a[t, b]ᵀ b[t, b]``: one ``(K, T·B) x (T·B, N)`` matmul, no transposes."""
     a2 = a.reshape(-1, a.shape[-1])
     b2 = b.reshape(-1, b.shape[-1])
-    return lax.dot_general(a2, b2, (((0,), (0,)), ((), ())))
+    dims = (((0,), (0,)), ((), ()))
+    if config.compute_dtype is None:
+        return lax.dot_general(a2, b2, dims)
+    cast = config.compute_dtype
+    return lax.dot_general(
+        a2.astype(cast), b2.astype(cast), dims, preferred_element_type=config.accumulate_dtype
+    )
 
 
 def _sigmoid(a: Array) -> Array:
@@ -229,8 +292,8 @@ def _project(config: _Config, params: Any, xs: Array) -> Array | tuple[Array, ..
     column slices of one step's row is several times slower.
     """
     if config.kind.startswith("gru"):
-        return tuple(xs @ w for w in jnp.split(params.w_ih, 3, axis=-1))
-    return xs @ params.w_ih
+        return tuple(_mm(config, xs, w) for w in jnp.split(params.w_ih, 3, axis=-1))
+    return _mm(config, xs, params.w_ih)
 
 
 def _activations(config: _Config, params: Any, x: Any, h: Array) -> tuple[Array, ...]:
@@ -244,23 +307,23 @@ def _activations(config: _Config, params: Any, x: Any, h: Array) -> tuple[Array,
     kind, H = config.kind, params.w_hh.shape[0]
     b = 0.0 if params.b is None else params.b
     if kind == "elman":
-        return (x + h @ params.w_hh + b,)
+        return (x + _mm(config, h, params.w_hh) + b,)
     if kind == "lstm":
         # All four gates in one tanh: σ(a) = tanh(a/2)/2 + 1/2 for i, f, o.
         scale = _gate_scale(H, x.dtype)
-        return (jnp.tanh((x + h @ params.w_hh + b) * scale) * scale + (1 - scale),)
+        return (jnp.tanh((x + _mm(config, h, params.w_hh) + b) * scale) * scale + (1 - scale),)
     x_r, x_z, x_n = x
     b_r, b_z, b_n = (0.0, 0.0, 0.0) if params.b is None else jnp.split(params.b, 3)
     if kind == "gru-after":
-        h_r, h_z, h_n = jnp.split(h @ params.w_hh, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(_mm(config, h, params.w_hh), 3, axis=-1)
         if params.b_hn is not None:
             h_n = h_n + params.b_hn
         r, z = _sigmoid(x_r + b_r + h_r), _sigmoid(x_z + b_z + h_z)
         return r, z, jnp.tanh(x_n + b_n + r * h_n), h_n
     # gru-before
-    h_r, h_z = jnp.split(h @ params.w_hh[:, : 2 * H], 2, axis=-1)
+    h_r, h_z = jnp.split(_mm(config, h, params.w_hh[:, : 2 * H]), 2, axis=-1)
     r, z = _sigmoid(x_r + b_r + h_r), _sigmoid(x_z + b_z + h_z)
-    return r, z, jnp.tanh(x_n + b_n + (r * h) @ params.w_hh[:, 2 * H :])
+    return r, z, jnp.tanh(x_n + b_n + _mm(config, r * h, params.w_hh[:, 2 * H :]))
 
 
 def _new_state(config: _Config, acts: tuple[Array, ...], carry: Any):
@@ -328,12 +391,13 @@ def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array |
     """
     dtype = xs.dtype
     projected = _project(config, params, xs)  # (T, B, G·H): large matmuls before the loop
+    loop_params = params._replace(w_hh=_weights(config, params.w_hh))
     is_lstm = config.kind == "lstm"
     buffers = (projected,) if is_lstm else projected
 
     def cell(carry, x_t, valid_t):
         h = carry[0] if is_lstm else carry
-        acts = _activations(config, params, x_t, h)
+        acts = _activations(config, loop_params, x_t, h)
         new_carry = jax.tree.map(lambda a: a.astype(dtype), _new_state(config, acts, carry))
         if valid_t is not None:
             new_carry = jax.tree.map(functools.partial(_mask, valid_t), new_carry, carry)
@@ -399,7 +463,7 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
     h_prev = _previous(config, ys, h0, valid)  # (T, B, H): the state each step read
     if valid is not None:
         d_ys = jnp.where(valid[..., None], d_ys, jnp.zeros((), dtype))
-    w_hh_t = params.w_hh.T
+    w_hh_t = _weights(config, params.w_hh.T)
 
     if config.remat and not (kind == "elman" and config.activation in _SLOPES):
         # Recompute the activations of all steps: two large matmuls.
@@ -433,7 +497,7 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
             d_y, valid_t, row = inputs
             dh = d_y + dh_next
             d_pre = masked(valid_t, grad_pre(dh, row))
-            return _mask(valid_t, d_pre @ w_hh_t, dh), d_pre
+            return _mask(valid_t, _mm(config, d_pre, w_hh_t), dh), d_pre
 
         d_carry, d_gates = _scan(config, body, d_final, (d_ys, valid, per_step), backward=True)
 
@@ -459,7 +523,7 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
             dh = d_y + dh_next
             dc = dc_next + dh * k_c_t
             d_gates = masked(valid_t, rows[0] * jnp.concatenate([dc, dc, dc, dh], axis=-1))
-            dh_prev = _mask(valid_t, d_gates @ w_hh_t, dh)
+            dh_prev = _mask(valid_t, _mm(config, d_gates, w_hh_t), dh)
             dc_prev = _mask(valid_t, dc * f_t, dc_next)
             return (dh_prev, dc_prev), (d_gates,), None
 
@@ -481,7 +545,7 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
             d_y, valid_t, q_r_t, q_z_t, q_hn_t, z_t = inputs
             dh = masked(valid_t, d_y + dh_next)
             d_rec = jnp.concatenate([dh * q_r_t, dh * q_z_t, dh * q_hn_t], axis=-1)
-            return _mask(valid_t, dh * z_t + d_rec @ w_hh_t, dh_next), dh
+            return _mask(valid_t, dh * z_t + _mm(config, d_rec, w_hh_t), dh_next), dh
 
         per_step = (d_ys, valid, q_r, q_z, q_hn, z)
         d_carry, dhs = _scan(config, body, d_final, per_step, backward=True)
@@ -500,9 +564,10 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
             d_y, valid_t, k_r_t, k_z_t, k_n_t, r_t, z_t = inputs
             dh = d_y + dh_next
             d_n, d_z = masked(valid_t, dh * k_n_t), masked(valid_t, dh * k_z_t)
-            d_rh = d_n @ w_n_t  # dL/d(r ⊙ h)
+            d_rh = _mm(config, d_n, w_n_t)  # dL/d(r ⊙ h)
             d_r = masked(valid_t, d_rh * k_r_t)
-            dh_prev = dh * z_t + d_rh * r_t + jnp.concatenate([d_r, d_z], axis=-1) @ w_rz_t
+            d_rz = jnp.concatenate([d_r, d_z], axis=-1)
+            dh_prev = dh * z_t + d_rh * r_t + _mm(config, d_rz, w_rz_t)
             return _mask(valid_t, dh_prev, dh), (d_r, d_z, d_n)
 
         per_step = (d_ys, valid, k_r, k_z, k_n, r, z)
@@ -514,18 +579,18 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
     # T·B rows at once (one per gate for the GRU, whose gradients stay per gate).
     if kind.startswith("gru"):
         w_ih_gates = jnp.split(params.w_ih, 3, axis=-1)
-        d_w_ih = jnp.concatenate([_sum_over_steps(xs, d) for d in d_inputs], axis=-1)
-        d_w_hh = jnp.concatenate([_sum_over_steps(a, d) for a, d in d_states], axis=-1)
-        d_xs = sum(d @ w.T for d, w in zip(d_inputs, w_ih_gates, strict=True))
+        d_w_ih = jnp.concatenate([_sum_over_steps(config, xs, d) for d in d_inputs], axis=-1)
+        d_w_hh = jnp.concatenate([_sum_over_steps(config, a, d) for a, d in d_states], axis=-1)
+        d_xs = sum(_mm(config, d, w.T) for d, w in zip(d_inputs, w_ih_gates, strict=True))
         d_b = None
         if params.b is not None:
             d_b = jnp.concatenate([jnp.sum(d, axis=(0, 1)) for d in d_inputs])
         d_b_hn = None if params.b_hn is None else jnp.sum(d_states[2][1], axis=(0, 1))
         d_params = GRUParams(d_w_ih, d_w_hh, d_b, d_b_hn)
     else:
-        d_w_ih = _sum_over_steps(xs, d_gates)
-        d_w_hh = _sum_over_steps(h_prev, d_gates)
-        d_xs = d_gates @ params.w_ih.T
+        d_w_ih = _sum_over_steps(config, xs, d_gates)
+        d_w_hh = _sum_over_steps(config, h_prev, d_gates)
+        d_xs = _mm(config, d_gates, params.w_ih.T)
         d_b = None if params.b is None else jnp.sum(d_gates, axis=(0, 1))
         d_params = type(params)(d_w_ih, d_w_hh, d_b)
     if kind == "lstm":

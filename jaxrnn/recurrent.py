@@ -115,6 +115,45 @@ def _check_seq_lengths(seq_lengths: Any, xs: Array) -> Array:
     return jnp.asarray(seq_lengths)
 
 
+def _check_unroll(unroll: Any) -> int | bool:
+    """``unroll`` as ``lax.scan`` takes it; ``None`` becomes the backend's default."""
+    if unroll is None:
+        return _fused.default_unroll()
+    if isinstance(unroll, (bool, np.bool_)):
+        return bool(unroll)
+    if isinstance(unroll, (int, np.integer)) and unroll >= 1:
+        return int(unroll)
+    raise ValueError(
+        f"unroll must be a positive int (steps per loop iteration), a bool (True: unroll "
+        f"the whole sequence) or None (this backend's default), got {unroll!r}."
+    )
+
+
+def _check_compute_dtype(compute_dtype: Any, xs: Array) -> Any:
+    """``compute_dtype`` as a NumPy dtype, or ``None`` where it changes nothing."""
+    if compute_dtype is None:
+        return None
+    try:
+        dtype = jnp.dtype(compute_dtype)
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"compute_dtype must be None or a floating dtype for the matmuls, such as "
+            f"jnp.bfloat16, got {compute_dtype!r}."
+        )
+    data = jnp.dtype(jnp.result_type(xs))
+    if dtype == data:
+        return None
+    if jnp.finfo(dtype).bits > jnp.finfo(data).bits:
+        raise ValueError(
+            f"compute_dtype={dtype.name} is wider than the data's dtype {data.name}: it is the "
+            "narrower dtype the matmuls take their inputs in (products still accumulate in "
+            f"{data.name}). Pass e.g. jnp.bfloat16, or cast xs and the parameters instead."
+        )
+    return dtype
+
+
 def _expand_like(mask: Array, leaf: Array) -> Array:
     """Appends axes to a (*batch,) mask so that it broadcasts against ``leaf``."""
     return mask.reshape(mask.shape + (1,) * (np.ndim(leaf) - mask.ndim))
@@ -131,9 +170,10 @@ def unroll(
     *,
     seq_lengths: Array | None = None,
     reverse: bool = False,
-    unroll: int | bool = 1,
+    unroll: int | bool | None = None,
     fused: bool = True,
     remat: bool = False,
+    compute_dtype: Any = None,
 ) -> tuple[Carry, Array]:
     """Runs a cell over a time-major sequence with ``jax.lax.scan``.
 
@@ -170,7 +210,9 @@ def unroll(
       reverse: run from the last step to the first; with ``seq_lengths`` each
         sequence starts at its own last valid step. Outputs stay aligned with
         ``xs`` (``ys[t]`` belongs to ``xs[t]``), as PyTorch's backward direction.
-      unroll: passed to ``lax.scan``: how many steps one loop iteration runs.
+      unroll: passed to ``lax.scan``: how many steps one loop iteration runs
+        (``True``: all of them). ``None`` (the default) takes the backend's
+        measured best, ``jaxrnn.fused.default_unroll()``.
       fused: take the fused path for built-in cells (the default). ``False``
         runs plain autodiff of the cell's step, which forward-mode
         differentiation (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) needs:
@@ -181,6 +223,13 @@ def unroll(
         with two large matmuls: about ``G·T·B·H`` fewer numbers kept per layer
         (G gates) for about one more forward matmul's time. Otherwise each
         step is wrapped in ``jax.checkpoint``, so that only the carries are kept.
+      compute_dtype: ``None`` (every matmul in the data's dtype), or a narrower
+        floating dtype, typically ``jnp.bfloat16``: every matmul of the forward
+        and backward passes takes its inputs in it and accumulates in the
+        data's dtype (``preferred_element_type``); carries, gates, outputs and
+        gradients stay in the data's dtype. For accelerators with fast bfloat16
+        matmuls (on a CPU it is slower, not faster). Fused path only: a cell it
+        does not support, or ``fused=False``, raises an error.
 
     Returns:
       ``(carry, ys)``: the final carry and the outputs, ``(time, *batch, hidden_size)``.
@@ -208,6 +257,8 @@ def unroll(
 
     if seq_lengths is not None:
         seq_lengths = _check_seq_lengths(seq_lengths, xs)
+    unroll = _check_unroll(unroll)
+    compute_dtype = _check_compute_dtype(compute_dtype, xs)
     if fused and _fused.supports(cell, params, xs, carry):
         return _fused.unroll(
             cell,
@@ -218,6 +269,18 @@ def unroll(
             reverse=reverse,
             unroll=unroll,
             remat=remat,
+            compute_dtype=compute_dtype,
+        )
+    if compute_dtype is not None:
+        why = (
+            "fused=False"
+            if not fused
+            else "this cell is not one the fused path supports (a built-in lstm, gru or "
+            "elman cell with its own step, and parameters, xs and carry of one dtype)"
+        )
+        raise ValueError(
+            f"compute_dtype={compute_dtype.name} needs the fused path, but {why}. Drop "
+            "compute_dtype, or cast the parameters and xs to it."
         )
 
     if cell.project_inputs is not None and cell.step_projected is not None:
@@ -351,9 +414,10 @@ class StackedRNN:
         *,
         seq_lengths: Array | None = None,
         key: Array | None = None,
-        unroll: int | bool = 1,
+        unroll: int | bool | None = None,
         fused: bool = True,
         remat: bool = False,
+        compute_dtype: Any = None,
     ) -> tuple[Carry, Array]:
         """Runs the stack over a time-major sequence.
 
@@ -363,9 +427,11 @@ class StackedRNN:
           carry: initial carries with leaves ``(L·D, *batch, H)``; zeros if omitted.
           seq_lengths: optional ints of shape ``batch``, as in ``unroll``.
           key: a PRNG key for inter-layer dropout; without one there is no dropout.
-          unroll: passed to ``lax.scan``.
+          unroll: passed to ``lax.scan``; ``None``: the backend's default, as in ``unroll``.
           fused: use the fused sequence kernels for built-in cells, as in ``unroll``.
           remat: recompute gate activations in the backward pass, as in ``unroll``.
+          compute_dtype: e.g. ``jnp.bfloat16``: the matmuls' input dtype, products
+            accumulated in the data's dtype, as in ``unroll`` (fused path only).
 
         Returns:
           ``(carry, ys)``: final carries with leaves ``(L·D, *batch, H)`` and the
@@ -407,6 +473,7 @@ class StackedRNN:
                     unroll=unroll,
                     fused=fused,
                     remat=remat,
+                    compute_dtype=compute_dtype,
                 )
                 finals.append(final)
                 outputs.append(ys)

@@ -1,7 +1,9 @@
 """The benchmark suite runs end to end at toy sizes (a smoke test: speed is never asserted)."""
 
 import json
+import sys
 
+import jax
 import pytest
 
 from jaxrnn import cli
@@ -63,3 +65,23 @@ def test_jaxrnn_bench_lists_the_workloads(capsys):
 
 def test_the_command_finds_the_suite_in_the_checkout():
     assert bench._runner() is not None
+
+
+def test_the_gpu_runs_are_wired_and_say_why_they_are_skipped_on_a_cpu(capsys):
+    runner = bench._runner()
+    contenders = sys.modules["contenders"]
+    workloads = sys.modules["workloads"]
+    long = workloads.WORKLOADS["lstm-long"]
+    assert (long.time, long.batch, long.hidden_size, long.gpu_only) == (1024, 16, 768, True)
+    assert contenders.unavailable("jax-cudnn", long, "cpu") == "cuDNN needs a GPU"
+    assert contenders.unavailable("jax-cudnn", long, "gpu") is None
+    gru = workloads.WORKLOADS["gru"]
+    assert "only an LSTM" in contenders.unavailable("jax-cudnn", gru, "gpu")
+    info = {k: "x" for k in ("processor", "cpu_count", "backend", "device", "jax")}
+    text = runner.tables([], info, {"lstm-long": "GPU only, and this backend is cpu"})
+    assert "Workloads not run: lstm-long: GPU only, and this backend is cpu." in text
+    if jax.default_backend() == "gpu":
+        return
+    # Named on a CPU, it is refused with the reason.
+    assert cli.main(["bench", "lstm-long"]) == 2
+    assert "lstm-long runs on a GPU only" in capsys.readouterr().err

@@ -293,3 +293,137 @@ def test_a_replaced_step_or_mixed_dtypes_leave_the_fused_path():
     as_float32 = functools.partial(jax.tree.map, lambda a: np.asarray(a, np.float32))
     assert not fused.supports(lstm, params, as_float32(xs), carry)
     assert fused.supports(lstm, as_float32(params), as_float32(xs), as_float32(carry))
+
+
+# --------------------------------------------------------------------------- bfloat16 matmuls
+
+
+def dot_operand_dtypes(jaxpr) -> list[tuple[str, ...]]:
+    """The operand dtypes of every ``dot_general`` in a jaxpr and the jaxprs inside it."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(tuple(str(v.aval.dtype) for v in eqn.invars))
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    found += dot_operand_dtypes(inner)
+    return found
+
+
+def relative_error(got, want) -> float:
+    errors = [
+        max_abs(a, b) / max(1.0, float(np.max(np.abs(np.asarray(b)))))
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True)
+    ]
+    return max(errors)
+
+
+@pytest.mark.parametrize("name", MAIN_CASES)
+def test_bfloat16_matmuls_agree_with_float32_and_gradients_flow(name):
+    case = next(c for c in CASES if c.name == name)
+    cell, params, xs, carry = arrays(case, 16, 8, jnp.float32, (4,), time=12)
+    lengths = jnp.asarray([12, 5, 0, 9])
+
+    def run(compute_dtype):
+        return functools.partial(
+            jaxrnn.unroll, cell, seq_lengths=lengths, reverse=True, compute_dtype=compute_dtype
+        )
+
+    def both(params, xs, carry):
+        return [loss_and_grads(run(d))(params, xs, carry) for d in (jnp.bfloat16, None)]
+
+    got, want = compiled(both, params, xs, carry)
+    # Values, carries and gradients stay float32 ...
+    assert jax.tree.map(lambda a: a.dtype, got) == jax.tree.map(lambda a: a.dtype, want)
+    # ... and agree with float32 matmuls to bfloat16's precision (8 significant
+    # bits: about 4e-3 per rounding), but not exactly: the matmuls did round.
+    assert 0 < relative_error(got, want) < 2e-2
+    d_params, d_xs, _ = got[1]
+    for leaf in [*jax.tree.leaves(d_params), d_xs[:5, 1]]:  # valid steps of sequence 1
+        assert np.all(np.isfinite(leaf)) and np.any(np.asarray(leaf) != 0)
+    assert np.all(np.asarray(d_xs)[5:, 1] == 0)  # its padding gets no gradient
+
+    # Every matmul of the forward and backward passes takes bfloat16 inputs.
+    grad = jax.grad(lambda p: weighted_loss(*run(jnp.bfloat16)(p, xs, carry)))
+    dots = dot_operand_dtypes(jax.make_jaxpr(grad)(params).jaxpr)
+    assert len(dots) >= 5 and set(dots) == {("bfloat16", "bfloat16")}
+
+
+def test_bfloat16_matmuls_in_a_stacked_bidirectional_model():
+    model = jaxrnn.StackedRNN(jaxrnn.gru(16), 2, bidirectional=True)
+    params, xs = compiled(
+        lambda: (
+            model.init(jax.random.key(0), 8),
+            jax.random.normal(jax.random.key(1), (10, 3, 8), jnp.float32),
+        )
+    )
+
+    def loss(params, compute_dtype):
+        return weighted_loss(*model.apply(params, xs, compute_dtype=compute_dtype))
+
+    both = lambda p: [jax.value_and_grad(loss)(p, d) for d in (jnp.bfloat16, None)]  # noqa: E731
+    got, want = compiled(both, params)
+    assert 0 < relative_error(got, want) < 2e-2
+
+
+@pytest.mark.parametrize(
+    ("compute_dtype", "kwargs", "error", "message"),
+    [
+        (jnp.int8, {}, TypeError, "compute_dtype must be None or a floating dtype"),
+        ("nope", {}, TypeError, "compute_dtype must be None or a floating dtype"),
+        (jnp.float64, {}, ValueError, "compute_dtype=float64 is wider than"),
+        (jnp.bfloat16, {"fused": False}, ValueError, "needs the fused path, but fused=False"),
+    ],
+)
+def test_bad_compute_dtype_is_named_at_trace_time(compute_dtype, kwargs, error, message):
+    cell = jaxrnn.lstm(4)
+    params = jax.eval_shape(lambda: cell.init(jax.random.key(0), 3))
+    xs = jax.ShapeDtypeStruct((5, 2, 3), jnp.float32)
+    with pytest.raises(error, match=message):
+        jax.eval_shape(
+            lambda p, x: jaxrnn.unroll(cell, p, x, compute_dtype=compute_dtype, **kwargs),
+            params,
+            xs,
+        )
+
+
+def test_compute_dtype_on_a_users_cell_says_it_needs_the_fused_path():
+    cell = users_cell(H)
+    params = jax.eval_shape(lambda: cell.init(jax.random.key(0), I))
+    xs = jax.ShapeDtypeStruct((T, B, I), jnp.float32)
+    with pytest.raises(ValueError, match="not one the fused path supports"):
+        jax.eval_shape(
+            lambda p, x: jaxrnn.unroll(cell, p, x, compute_dtype=jnp.bfloat16), params, xs
+        )
+
+
+# --------------------------------------------------------------------------- unroll
+
+
+def test_default_and_explicit_unroll_compute_the_same_function():
+    cell, params, xs, carry = arrays(CASES[3], H, I, jnp.float64, (B,))
+    lengths = jnp.asarray(LENGTHS)
+    assert fused.default_unroll("cpu") >= 1 and fused.default_unroll("no-such-backend") == 1
+
+    def runs(params, xs, carry):
+        out = []
+        for unroll in (None, 3, True):
+            run = functools.partial(jaxrnn.unroll, cell, seq_lengths=lengths, unroll=unroll)
+            out.append(loss_and_grads(run)(params, xs, carry))
+        oracle = lambda p, x, c: plain_scan(cell, p, x, c, lengths, False)  # noqa: E731
+        return out, loss_and_grads(oracle)(params, xs, carry)
+
+    got, want = compiled(runs, params, xs, carry)
+    for result in got:
+        assert_trees_close(result, want)
+
+
+@pytest.mark.parametrize("unroll", [0, -2, 1.5, "4"])
+def test_bad_unroll_is_named(unroll):
+    cell = jaxrnn.elman(4)
+    params = jax.eval_shape(lambda: cell.init(jax.random.key(0), 3))
+    xs = jax.ShapeDtypeStruct((5, 2, 3), jnp.float32)
+    with pytest.raises(ValueError, match="unroll must be a positive int"):
+        jax.eval_shape(lambda p, x: jaxrnn.unroll(cell, p, x, unroll=unroll), params, xs)
