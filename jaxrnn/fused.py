@@ -51,14 +51,16 @@ Array = jax.Array
 
 __all__ = ["default_unroll", "supports", "unroll"]
 
-# The ``step_projected`` closures of the built-in cells, by qualified name: a cell
+
+# The ``step_projected`` closure each built-in cell has, by qualified name: a cell
 # whose step was replaced (``cell._replace(step_projected=...)``) or a variant
-# with its own step is not one of these and keeps plain autodiff.
-_BUILTIN_STEPS = {
-    "elman": {"elman.<locals>.step_projected": True},
-    "lstm": {"lstm.<locals>.step_projected": True},
-    "gru": {"gru.<locals>.step_projected_after": True, "gru.<locals>.step_projected_before": False},
-}
+# with its own step has another and keeps plain autodiff.
+def _builtin_step_name(spec: cells.CellSpec) -> str:
+    if spec.kind == "gru":
+        return f"gru.<locals>.step_projected_{'after' if spec.reset_after else 'before'}"
+    return f"{spec.kind}.<locals>.step_projected"
+
+
 _PARAMS = {"elman": ElmanParams, "lstm": LSTMParams, "gru": GRUParams}
 
 # Elman activations whose derivative follows from their output, so that the
@@ -124,12 +126,12 @@ def supports(cell: Cell, params: Any, xs: Array, carry: Any) -> bool:
     dtypes) runs through plain autodiff of ``cell.step``.
     """
     spec = cell.spec
-    if spec is None or spec.kind not in _BUILTIN_STEPS:
+    if spec is None or spec.kind not in _PARAMS:
         return False
     step = cell.step_projected
     if getattr(step, "__module__", None) != cells.__name__:
         return False
-    if getattr(step, "__qualname__", None) not in _BUILTIN_STEPS[spec.kind]:
+    if getattr(step, "__qualname__", None) != _builtin_step_name(spec):
         return False
     if cell.project_inputs is not cells._project or type(params) is not _PARAMS[spec.kind]:
         return False
@@ -177,9 +179,7 @@ def unroll(
     spec = cell.spec
     kind = spec.kind
     if kind == "gru":
-        kind = (
-            "gru-after" if _BUILTIN_STEPS["gru"][cell.step_projected.__qualname__] else "gru-before"
-        )
+        kind = "gru-after" if spec.reset_after else "gru-before"
     accumulate = None if compute_dtype is None else jnp.dtype(xs.dtype)
     compute = None if compute_dtype is None else jnp.dtype(compute_dtype)
     config = _Config(kind, spec.activation, bool(reverse), unroll, bool(remat), compute, accumulate)

@@ -237,9 +237,7 @@ class CharModel:
         if remat:
             return self._chunked_loss(params, inputs, targets, carry, key=key)
         carry, logits = self.apply(params, inputs, carry, key=key)
-        log_probs = jax.nn.log_softmax(logits)
-        picked = jnp.take_along_axis(log_probs, targets[..., None], axis=-1)[..., 0]
-        return -jnp.mean(picked), carry
+        return _summed_nll(logits, targets) / targets.size, carry
 
     def _chunked_loss(self, params, inputs, targets, carry, *, key):
         T, batch_shape = inputs.shape[0], inputs.shape[1:]
@@ -252,9 +250,7 @@ class CharModel:
             index, ids, next_ids = chunk_in
             chunk_key = None if key is None else jax.random.fold_in(key, index)
             carry, logits = self.apply(params, ids, carry, key=chunk_key, remat=True)
-            log_probs = jax.nn.log_softmax(logits)
-            picked = jnp.take_along_axis(log_probs, next_ids[..., None], axis=-1)[..., 0]
-            return carry, -jnp.sum(picked)
+            return carry, _summed_nll(logits, next_ids)
 
         def split(a):
             return a.reshape(T // size, size, *a.shape[1:])
@@ -262,6 +258,12 @@ class CharModel:
         index = jnp.arange(T // size)
         carry, sums = jax.lax.scan(chunk, carry, (index, split(inputs), split(targets)))
         return jnp.sum(sums) / targets.size, carry
+
+
+def _summed_nll(logits: Array, targets: Array) -> Array:
+    """``-Σ log softmax(logits)[target]`` over every position, in nats."""
+    log_probs = jax.nn.log_softmax(logits)
+    return -jnp.sum(jnp.take_along_axis(log_probs, targets[..., None], axis=-1))
 
 
 def _check_ids(where: str, name: str, ids: Any) -> None:
