@@ -129,6 +129,13 @@ def _check_unroll(unroll: Any) -> int | bool:
     )
 
 
+def _check_flag(name: str, value: Any) -> bool:
+    """A Python bool option, refused when it is anything else (a string is truthy)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}.")
+
+
 def _check_compute_dtype(compute_dtype: Any, xs: Array) -> Any:
     """``compute_dtype`` as a NumPy dtype, or ``None`` where it changes nothing."""
     if compute_dtype is None:
@@ -258,6 +265,7 @@ def unroll(
     if seq_lengths is not None:
         seq_lengths = _check_seq_lengths(seq_lengths, xs)
     unroll = _check_unroll(unroll)
+    fused, remat = _check_flag("fused", fused), _check_flag("remat", remat)
     compute_dtype = _check_compute_dtype(compute_dtype, xs)
     if fused and _fused.supports(cell, params, xs, carry):
         return _fused.unroll(

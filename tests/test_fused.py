@@ -427,3 +427,12 @@ def test_bad_unroll_is_named(unroll):
     xs = jax.ShapeDtypeStruct((5, 2, 3), jnp.float32)
     with pytest.raises(ValueError, match="unroll must be a positive int"):
         jax.eval_shape(lambda p, x: jaxrnn.unroll(cell, p, x, unroll=unroll), params, xs)
+
+
+@pytest.mark.parametrize("option", ["fused", "remat"])
+def test_bool_options_refuse_other_values(option):
+    cell = jaxrnn.lstm(4)
+    params = jax.eval_shape(lambda: cell.init(jax.random.key(0), 3))
+    xs = jax.ShapeDtypeStruct((5, 2, 3), jnp.float32)
+    with pytest.raises(TypeError, match=f"{option} must be True or False, got 'yes'"):
+        jax.eval_shape(lambda p, x: jaxrnn.unroll(cell, p, x, **{option: "yes"}), params, xs)
