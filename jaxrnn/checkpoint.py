@@ -154,7 +154,26 @@ def _read(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str
 
 
 def load_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON metadata of a checkpoint, without building any arrays on a device."""
+    """The JSON metadata of a checkpoint, without building any arrays on a device.
+
+    Args:
+      path: a file written by ``save``.
+
+    Returns:
+      The ``meta`` dict given to ``save`` (``{}`` if none was).
+
+    Raises:
+      CheckpointError: the file is missing or not a checkpoint.
+
+    Examples:
+      >>> import tempfile
+      >>> from jaxrnn import checkpoint
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     path = checkpoint.save(f"{tmp}/ck", {}, {"step": 3, "cell": "lstm"})
+      ...     meta = checkpoint.load_meta(path)
+      >>> meta
+      {'step': 3, 'cell': 'lstm'}
+    """
     return _read(path)[1]["meta"]
 
 
@@ -174,6 +193,25 @@ def load(path: str | os.PathLike[str], template: Any) -> tuple[Any, dict[str, An
     Raises:
       CheckpointError: the file is missing or not a checkpoint, or its arrays
         do not match the template (the message names the first leaf that differs).
+
+    Examples:
+      >>> import tempfile, jax, jax.numpy as jnp
+      >>> from jaxrnn import checkpoint
+      >>> tree = {"w": jnp.arange(6.0).reshape(2, 3), "step": jnp.int32(7)}
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     path = checkpoint.save(f"{tmp}/run", tree, {"vocab": "abc"})
+      ...     template = jax.eval_shape(lambda: tree)  # shapes and dtypes only
+      ...     restored, meta = checkpoint.load(path, template)
+      ...     try:
+      ...         checkpoint.load(path, {"w": jnp.zeros((3, 2)), "step": jnp.int32(0)})
+      ...     except checkpoint.CheckpointError as error:
+      ...         message = str(error)
+      >>> path.name, restored["w"].shape, int(restored["step"]), meta
+      ('run.npz', (2, 3), 7, {'vocab': 'abc'})
+      >>> bool(jnp.array_equal(restored["w"], tree["w"]))
+      True
+      >>> message
+      "...run.npz does not fit this model: ['w'] is float...[2, 3] there, float...[3, 2] here."
     """
     arrays, document = _read(path)
     leaves_info = document.get("leaves", {})

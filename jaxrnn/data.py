@@ -181,6 +181,24 @@ def read_text_file(path: str | os.PathLike[str]) -> str:
     Raises:
       TextFileError: the file is missing, a directory, empty, binary (it has
         NUL bytes) or not valid UTF-8; the message says which and what to do.
+
+    Examples:
+      >>> import tempfile
+      >>> from pathlib import Path
+      >>> from jaxrnn.data import TextFileError, read_text_file
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     path = Path(tmp, "tiny.txt")
+      ...     _ = path.write_bytes(b"one\\r\\ntwo\\n")
+      ...     text = read_text_file(path)
+      ...     _ = Path(tmp, "blob.bin").write_bytes(b"\\x00\\x01")
+      ...     try:
+      ...         read_text_file(Path(tmp, "blob.bin"))
+      ...     except TextFileError as error:
+      ...         message = str(error)
+      >>> text
+      'one\\ntwo\\n'
+      >>> message
+      '...blob.bin looks binary (it contains NUL bytes); ...'
     """
     path = Path(path)
     if not path.exists():
@@ -268,7 +286,15 @@ def split_text(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.nda
       val_fraction: in (0, 1).
 
     Returns:
-      ``(train, val)``: the first ``n - round(n * val_fraction)`` ids and the rest.
+      ``(train, val)``: the first ``n - round(n * val_fraction)`` ids and the rest,
+      shapes ``(n - n_val,)`` and ``(n_val,)`` (``n_val`` at least 1).
+
+    Examples:
+      >>> import numpy as np
+      >>> from jaxrnn.data import split_text
+      >>> train, val = split_text(np.arange(10), 0.2)
+      >>> train.tolist(), val.tolist()
+      ([0, 1, 2, 3, 4, 5, 6, 7], [8, 9])
     """
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}.")
@@ -302,7 +328,23 @@ def batchify(ids: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def num_windows(streams: np.ndarray, seq_len: int) -> int:
-    """How many windows of ``seq_len`` inputs (each with its next-character targets) fit."""
+    """How many windows of ``seq_len`` inputs (each with its next-character targets) fit.
+
+    Args:
+      streams: ``(batch, stream_len)`` ids from ``batchify``.
+      seq_len: T, the window's length.
+
+    Returns:
+      ``(stream_len - 1) // seq_len``, or 0 if negative: the last character of a
+      stream is only ever a target.
+
+    Examples:
+      >>> import numpy as np
+      >>> from jaxrnn.data import batchify, num_windows
+      >>> streams = batchify(np.arange(26), 2)  # (2, 13)
+      >>> num_windows(streams, 4), num_windows(streams, 12), num_windows(streams, 13)
+      (3, 1, 0)
+    """
     return max(0, (streams.shape[1] - 1) // seq_len)
 
 
@@ -317,6 +359,18 @@ def window(streams: np.ndarray, index: int, seq_len: int) -> tuple[np.ndarray, n
     Returns:
       ``(inputs, targets)``, each ``(seq_len, batch)``: ``targets[t] = inputs[t + 1]``
       within the stream, the last target being the first input of the next window.
+
+    Examples:
+      >>> import numpy as np
+      >>> from jaxrnn.data import batchify, window
+      >>> streams = batchify(np.arange(26), 2)  # rows 0..12 and 13..25
+      >>> inputs, targets = window(streams, 1, 4)
+      >>> inputs.shape, targets.shape
+      ((4, 2), (4, 2))
+      >>> inputs.T.tolist()
+      [[4, 5, 6, 7], [17, 18, 19, 20]]
+      >>> targets.T.tolist()
+      [[5, 6, 7, 8], [18, 19, 20, 21]]
     """
     count = num_windows(streams, seq_len)
     if not 0 <= index < count:
@@ -374,11 +428,26 @@ def char_data(
       name: how to call the text in error messages.
 
     Returns:
-      A ``CharData``.
+      A ``CharData``: ``train`` of shape ``(batch_size, n_train // batch_size)``,
+      ``val`` of shape ``(eval_batch, 1 + k·seq_len)`` (``eval_batch`` at most
+      ``eval_batch_size``, fewer if the held-out text is short), ``train_ids``
+      ``(n_train,)`` and ``val_ids`` ``(n_val,)``.
 
     Raises:
       ValueError: the text is too short for one training window of every
         stream, or for one validation window; the message gives the minimum.
+
+    Examples:
+      >>> from jaxrnn.data import char_data
+      >>> data = char_data("abcdefghij" * 10, batch_size=2, seq_len=5, val_fraction=0.2)
+      >>> data.vocab.size, data.train.shape, data.val.shape, data.windows_per_epoch
+      (10, (2, 40), (2, 6), 7)
+      >>> data.vocab.decode(data.train[0, :5])
+      'abcde'
+      >>> char_data("too short", batch_size=2, seq_len=5)
+      Traceback (most recent call last):
+        ...
+      ValueError: the text has 9 characters, too short for one batch: ...
     """
     if batch_size < 1 or seq_len < 1:
         raise ValueError(

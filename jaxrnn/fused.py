@@ -98,6 +98,18 @@ def default_unroll(backend: str | None = None) -> int:
       loop overhead left for unrolling to save.
     - **Any other backend: 1,** until measured there (run the sweep on a GPU
       and add the value here); ``jaxrnn.unroll(..., unroll=k)`` overrides it.
+
+    Args:
+      backend: a JAX backend name (``"cpu"``, ``"gpu"``, ``"tpu"``); ``None`` for
+        ``jax.default_backend()``.
+
+    Returns:
+      The ``unroll`` for ``lax.scan``, an int >= 1.
+
+    Examples:
+      >>> from jaxrnn import fused
+      >>> fused.default_unroll("cpu"), fused.default_unroll("gpu")
+      (1, 1)
     """
     backend = jax.default_backend() if backend is None else backend
     return _DEFAULT_UNROLL.get(backend, 1)
@@ -124,6 +136,29 @@ def supports(cell: Cell, params: Any, xs: Array, carry: Any) -> bool:
     own parameter ``NamedTuple``) when ``xs``, the parameters and the carry share
     one floating dtype. Anything else (a user's cell, a replaced step, mixed
     dtypes) runs through plain autodiff of ``cell.step``.
+
+    Args:
+      cell: the cell.
+      params: its parameters.
+      xs: the inputs, ``(time, *batch, input_size)``.
+      carry: the initial carry, leaves ``(*batch, hidden_size)``.
+
+    Returns:
+      Whether the fused kernels apply (a Python bool).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxrnn import cells, fused
+      >>> cell = cells.lstm(8)
+      >>> params = cell.init(jax.random.key(0), 3)
+      >>> xs, carry = jnp.zeros((5, 2, 3), jnp.float32), cell.zero_carry((2,))
+      >>> fused.supports(cell, params, xs, carry)
+      True
+      >>> replaced = cell._replace(step_projected=lambda p, c, g: cell.step_projected(p, c, g))
+      >>> fused.supports(replaced, params, xs, carry)
+      False
+      >>> fused.supports(cell, params, xs.astype(jnp.float16), carry)  # mixed dtypes
+      False
     """
     spec = cell.spec
     if spec is None or spec.kind not in _PARAMS:

@@ -52,6 +52,13 @@ def uniform(key: Array, shape: tuple[int, ...], dtype: DTypeLike, scale: float) 
 
     Returns:
       An array of ``shape`` and ``dtype``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxrnn.init import uniform
+      >>> w = uniform(jax.random.key(0), (3, 4), jnp.float32, scale=0.5)
+      >>> w.shape, w.dtype, bool(jnp.all(jnp.abs(w) <= 0.5))
+      ((3, 4), dtype('float32'), True)
     """
     return jax.random.uniform(key, shape, dtype, minval=-scale, maxval=scale)
 
@@ -73,6 +80,14 @@ def glorot_uniform(
 
     Returns:
       An array of ``shape`` and ``dtype``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxrnn.init import glorot_uniform
+      >>> # An LSTM's (I, 4H) input weights, I=16, H=8: a = sqrt(6 / (16 + 8)) = 0.5.
+      >>> w = glorot_uniform(jax.random.key(0), (16, 32), jnp.float32, num_gates=4)
+      >>> w.shape, w.dtype, bool(jnp.all(jnp.abs(w) <= 0.5))
+      ((16, 32), dtype('float32'), True)
     """
     fan_in, total_out = shape
     limit = (6.0 / (fan_in + total_out // num_gates)) ** 0.5
@@ -93,6 +108,16 @@ def orthogonal_blocks(key: Array, hidden_size: int, num_gates: int, dtype: DType
 
     Returns:
       An array of shape ``(hidden_size, num_gates * hidden_size)``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxrnn.init import orthogonal_blocks
+      >>> w = orthogonal_blocks(jax.random.key(0), 4, 3, jnp.float32)  # a GRU's w_hh
+      >>> w.shape
+      (4, 12)
+      >>> block = w[:, 4:8]  # the second gate's (H, H) block
+      >>> bool(jnp.allclose(block.T @ block, jnp.eye(4), atol=1e-5))
+      True
     """
     orthogonal = jax.nn.initializers.orthogonal()
     keys = jax.random.split(key, num_gates)
@@ -113,6 +138,12 @@ def identity(hidden_size: int, num_gates: int, dtype: DTypeLike, scale: float = 
 
     Returns:
       An array of shape ``(hidden_size, num_gates * hidden_size)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxrnn.init import identity
+      >>> identity(2, 2, jnp.float32, scale=0.5).tolist()
+      [[0.5, 0.0, 0.5, 0.0], [0.0, 0.5, 0.0, 0.5]]
     """
     eye = scale * jnp.eye(hidden_size, dtype=dtype)
     return jnp.concatenate([eye] * num_gates, axis=1)

@@ -133,7 +133,27 @@ def make_mesh(devices: int | None = None) -> Mesh:
 
 
 def check_batch(batch_size: int, mesh: Mesh, name: str = "batch_size") -> None:
-    """Raises a ``ValueError`` naming ``name`` if the batch does not split evenly over ``mesh``."""
+    """Raises a ``ValueError`` naming ``name`` if the batch does not split evenly over ``mesh``.
+
+    Args:
+      batch_size: B, the batch to split.
+      mesh: the mesh (only its number of devices, ``mesh.size``, is read).
+      name: how to call the batch in the message, e.g. a command-line flag.
+
+    Raises:
+      ValueError: ``batch_size % mesh.size != 0``; the message proposes a multiple.
+
+    Examples:
+      >>> from jax.sharding import AbstractMesh
+      >>> from jaxrnn import parallel
+      >>> parallel.check_batch(8, parallel.make_mesh(1))  # nothing: every batch splits over 1
+      >>> four = AbstractMesh((4,), ("data",))  # the shape of a 4-device mesh, no devices
+      >>> parallel.check_batch(8, four)
+      >>> parallel.check_batch(6, four)
+      Traceback (most recent call last):
+        ...
+      ValueError: batch_size=6 does not divide by the 4 devices ...; use a multiple of 4 (e.g. 8)...
+    """
     n = mesh.size
     if batch_size % n:
         up = math.ceil(batch_size / n) * n
@@ -144,12 +164,43 @@ def check_batch(batch_size: int, mesh: Mesh, name: str = "batch_size") -> None:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
-    """Every device holds the whole array."""
+    """Every device holds the whole array.
+
+    Args:
+      mesh: the mesh.
+
+    Returns:
+      ``NamedSharding(mesh, P())``, for parameters, optimizer state, step and key.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxrnn import parallel
+      >>> sharding = parallel.replicated(parallel.make_mesh(1))
+      >>> tuple(sharding.spec)
+      ()
+      >>> jax.device_put(jnp.ones((3, 4)), sharding).sharding.is_fully_replicated
+      True
+    """
     return NamedSharding(mesh, P())
 
 
 def batch_sharding(mesh: Mesh, axis: int) -> NamedSharding:
-    """Arrays split along dimension ``axis`` (the batch) over the mesh's devices."""
+    """Arrays split along dimension ``axis`` (the batch) over the mesh's devices.
+
+    Args:
+      mesh: the mesh, with axis ``"data"``.
+      axis: the batch dimension: 1 for windows ``(seq_len, batch)`` and carries
+        ``(layers, batch, hidden)``.
+
+    Returns:
+      ``NamedSharding(mesh, P(None, ..., "data"))`` with ``axis`` leading ``None``.
+
+    Examples:
+      >>> from jaxrnn import parallel
+      >>> mesh = parallel.make_mesh(1)
+      >>> tuple(parallel.batch_sharding(mesh, 1).spec), tuple(parallel.batch_sharding(mesh, 0).spec)
+      ((None, 'data'), ('data',))
+    """
     return NamedSharding(mesh, P(*([None] * axis), AXIS))
 
 
@@ -181,6 +232,26 @@ def put_batch(tree: Any, mesh: Mesh, axis: int = 1) -> Any:
 
     Each process passes the whole batch (the same on every host); each device
     receives its slice.
+
+    Args:
+      tree: a pytree of arrays, each with the batch at dimension ``axis``, e.g.
+        windows ``(seq_len, batch)`` or a carry with leaves ``(layers, batch, hidden)``.
+      mesh: the mesh, with axis ``"data"``; the batch must divide by ``mesh.size``.
+      axis: the batch dimension.
+
+    Returns:
+      The tree of global arrays, of the same shapes, with ``batch_sharding(mesh, axis)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxrnn import parallel
+      >>> mesh = parallel.make_mesh(1)
+      >>> windows = {"inputs": jnp.zeros((4, 2), jnp.int32), "targets": jnp.ones((4, 2), jnp.int32)}
+      >>> placed = parallel.put_batch(windows, mesh)
+      >>> placed["inputs"].shape, tuple(placed["inputs"].sharding.spec)
+      ((4, 2), (None, 'data'))
+      >>> placed["targets"].sharding == parallel.batch_sharding(mesh, 1)
+      True
     """
     sharding = batch_sharding(mesh, axis)
     return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)

@@ -281,7 +281,19 @@ def _check_ids(where: str, name: str, ids: Any) -> None:
 
 
 def remat_chunk(length: int) -> int:
-    """The chunk of a rematerialised window: the divisor of ``length`` nearest ``√length``."""
+    """The chunk of a rematerialised window: the divisor of ``length`` nearest ``√length``.
+
+    Args:
+      length: T, the window's length, >= 1.
+
+    Returns:
+      C, a divisor of T (the smaller one on a tie); a prime T gives 1.
+
+    Examples:
+      >>> from jaxrnn.train import remat_chunk
+      >>> [remat_chunk(n) for n in (100, 12, 7)]
+      [10, 3, 1]
+    """
     root = math.isqrt(length)
     divisors = [d for d in range(1, root + 1) if length % d == 0]
     candidates = divisors + [length // d for d in divisors]
@@ -385,7 +397,21 @@ class StepMetrics(NamedTuple):
 
 
 def make_schedule(config: TrainConfig) -> optim.Schedule:
-    """The learning-rate schedule that ``config`` names, as a function of the step."""
+    """The learning-rate schedule that ``config`` names, as a function of the step.
+
+    Args:
+      config: its ``schedule``, ``learning_rate``, ``warmup_steps``, ``steps``
+        and ``final_lr_fraction`` are read.
+
+    Returns:
+      A ``Schedule``: ``schedule(step)``, the step size as a scalar array.
+
+    Examples:
+      >>> from jaxrnn.train import TrainConfig, make_schedule
+      >>> schedule = make_schedule(TrainConfig(steps=100, learning_rate=0.01, warmup_steps=10))
+      >>> [round(float(schedule(k)), 6) for k in (0, 5, 10, 100)]  # warm-up, peak, 5% at the end
+      [0.0, 0.005, 0.01, 0.0005]
+    """
     peak, warmup = config.learning_rate, min(config.warmup_steps, config.steps - 1)
     if config.schedule == "constant":
         return optim.constant_schedule(peak)
@@ -408,8 +434,25 @@ def make_optimizer(config: TrainConfig) -> tuple[optim.GradientTransformation, o
 
     ``skip_not_finite(chain(clip_by_global_norm(c), adam(schedule, b1, b2)))``.
 
+    Args:
+      config: the ``TrainConfig`` (schedule, ``clip_norm``, ``b1``, ``b2``).
+
     Returns:
       ``(optimizer, schedule)``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxrnn.train import TrainConfig, make_optimizer
+      >>> optimizer, schedule = make_optimizer(TrainConfig(schedule="constant", learning_rate=1e-3))
+      >>> params = {"w": jnp.ones(3, jnp.float32)}
+      >>> opt_state = optimizer.init(params)
+      >>> updates, opt_state = optimizer.update({"w": jnp.ones(3, jnp.float32)}, opt_state, params)
+      >>> [round(float(u), 6) for u in updates["w"]]  # Adam's first step: -lr · sign(g)
+      [-0.001, -0.001, -0.001]
+      >>> nan_grads = {"w": jnp.full(3, jnp.nan, jnp.float32)}
+      >>> updates, opt_state = optimizer.update(nan_grads, opt_state, params)
+      >>> updates["w"].tolist(), int(opt_state.total_skipped)  # skipped, and counted
+      ([0.0, 0.0, 0.0], 1)
     """
     schedule = make_schedule(config)
     inner = optim.chain(
@@ -422,7 +465,28 @@ def make_optimizer(config: TrainConfig) -> tuple[optim.GradientTransformation, o
 def init_state(
     model: CharModel, optimizer: optim.GradientTransformation, batch_size: int, key: Array
 ) -> TrainState:
-    """The state before the first step: fresh parameters, zero carry, step 0."""
+    """The state before the first step: fresh parameters, zero carry, step 0.
+
+    Args:
+      model: the model.
+      optimizer: from ``make_optimizer``.
+      batch_size: B, the number of streams the carry holds.
+      key: a PRNG key, split into the parameters' and the run's.
+
+    Returns:
+      A ``TrainState``: ``step`` an int32 0, ``carry`` leaves ``(L, B, H)`` of zeros.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxrnn.train import CharModel, ModelConfig, TrainConfig, init_state, make_optimizer
+      >>> model = CharModel(ModelConfig(vocab_size=5, hidden_size=8))
+      >>> optimizer, _ = make_optimizer(TrainConfig())
+      >>> state = init_state(model, optimizer, batch_size=2, key=jax.random.key(0))
+      >>> int(state.step), jax.tree.map(jnp.shape, state.carry)  # an LSTM: (layers, batch, H)
+      (0, LSTMCarry(h=(1, 2, 8), c=(1, 2, 8)))
+      >>> state.params["head"]["w"].shape  # (H, V)
+      (8, 5)
+    """
     init_key, run_key = jax.random.split(key)
     params = model.init(init_key)
     return TrainState(
@@ -460,6 +524,25 @@ def make_train_step(
         everything else replicated; the batch must divide by its size. ``None``:
         wherever the arguments are.
       remat: rematerialise in the backward pass (``CharModel.loss(remat=True)``).
+
+    Returns:
+      The jitted ``step(state, inputs, targets) -> (state, metrics)``: a
+      ``TrainState`` one step on and its ``StepMetrics`` (scalars).
+
+    Examples:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxrnn.train import (
+      ...     CharModel, ModelConfig, TrainConfig, init_state, make_optimizer, make_train_step)
+      >>> model = CharModel(ModelConfig(vocab_size=5, hidden_size=8))
+      >>> optimizer, schedule = make_optimizer(TrainConfig(steps=10))
+      >>> state = init_state(model, optimizer, batch_size=2, key=jax.random.key(0))
+      >>> step = make_train_step(model, optimizer, schedule)
+      >>> ids = jnp.zeros((4, 2), jnp.int32)  # (seq_len, batch)
+      >>> state, metrics = step(state, ids, ids)
+      >>> int(state.step), metrics.loss.shape, bool(metrics.finite)
+      (1, (), True)
+      >>> jax.tree.map(jnp.shape, state.carry)  # the next window starts here
+      LSTMCarry(h=(1, 2, 8), c=(1, 2, 8))
     """
 
     def loss_fn(params, carry, inputs, targets, key):
@@ -540,6 +623,16 @@ def evaluate(
 
     Returns:
       The mean of ``-log2 p(x_t | x_{<t})`` over every character but each stream's first.
+
+    Examples:
+      >>> import jax, numpy as np
+      >>> from jaxrnn.train import CharModel, ModelConfig, evaluate
+      >>> model = CharModel(ModelConfig(vocab_size=5, hidden_size=8))
+      >>> params = model.init(jax.random.key(0))
+      >>> streams = np.zeros((2, 9), np.int32)  # (batch, 1 + 2·seq_len): two windows
+      >>> bits = evaluate(model, params, streams, seq_len=4)
+      >>> type(bits).__name__, bits > 0
+      ('float', True)
     """
     count = (streams.shape[1] - 1) // seq_len
     pairs = [window(streams, i, seq_len) for i in range(count)]
@@ -592,7 +685,18 @@ def sample(
       temperature: > 0 for sampling (below 1 is more conservative), 0 for greedy.
 
     Returns:
-      The characters written, without the prime.
+      The characters written, without the prime: a string of ``length``.
+
+    Examples:
+      >>> import jax
+      >>> from jaxrnn.data import Vocabulary
+      >>> from jaxrnn.train import CharModel, ModelConfig, sample
+      >>> vocab = Vocabulary.from_text("abcde")
+      >>> model = CharModel(ModelConfig(vocab_size=vocab.size, hidden_size=8))
+      >>> params = model.init(jax.random.key(0))
+      >>> text = sample(model, params, vocab, "ab", 10, jax.random.key(1), temperature=0.0)
+      >>> len(text), set(text) <= set(vocab.chars)
+      (10, True)
     """
     if not prime:
         raise ValueError("sample: prime must have at least one character.")
