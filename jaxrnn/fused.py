@@ -8,14 +8,17 @@ float64); the fused path is faster because of where the work goes:
 - **Forward.** The input projection ``xs @ w_ih + b`` of all T steps is one
   ``(T·B, I) x (I, G·H)`` matmul before the scan; each step does one fused
   ``(B, H) x (H, G·H)`` matmul and the gate arithmetic. Under differentiation
-  the scan also stores what the backward pass needs: the gate activations
-  (and, for the LSTM, the cell states).
+  the scan also stores what the backward pass needs: the gate activations,
+  or for the LSTM the factors its backward loop multiplies by (computed in
+  the step, while its values are in cache; a pass over all steps' gates
+  after the loop made the LSTM's training pass 7-19 % slower).
 - **Backward.** Everything that does not depend on the incoming gradient (the
   derivatives of the activations, the previous states) is computed for all
-  steps at once before the reverse scan. The reverse scan carries only
-  ``dL/dh`` (and ``dL/dc``) and does one ``(B, G·H) x (G·H, H)`` matmul per
-  step. The weight, bias and input gradients come after the loop as one large
-  matmul each, $dW_{hh} = H_{prev}^\top\,dG$, $dW_{ih} = X^\top\,dG$,
+  steps at once before the reverse scan, unless the forward loop stored it.
+  The reverse scan carries only ``dL/dh`` (and ``dL/dc``) and does one
+  ``(B, G·H) x (G·H, H)`` matmul per step. The weight, bias and input
+  gradients come after the loop as one large matmul each,
+  $dW_{hh} = H_{prev}^\top\,dG$, $dW_{ih} = X^\top\,dG$,
   $dX = dG\,W_{ih}^\top$, where $dG$ stacks the gate gradients of all steps
   as a ``(T·B, G·H)`` matrix. Autodiff of a scan instead does a small weight
   matmul and a ``(H, G·H)`` accumulation in every step.
@@ -23,7 +26,8 @@ float64); the fused path is faster because of where the work goes:
   beyond ``ys`` (and the LSTM's cell states); the backward pass recomputes
   the gate pre-activations of all steps with two large matmuls, since every
   previous state is known once ``ys`` is. Memory per layer falls from about
-  ``(G + 2)·T·B·H`` to ``2·T·B·H`` numbers, for little time.
+  ``(G + 2)·T·B·H`` numbers (the LSTM's ``(G + 3)·T·B·H``) to ``2·T·B·H``,
+  for little time.
 
 - **bfloat16 matmuls** (``compute_dtype=jnp.bfloat16``). Every matmul of both
   passes casts its inputs (the weights once, before the loops) and
@@ -361,6 +365,29 @@ def _activations(config: _Config, params: Any, x: Any, h: Array) -> tuple[Array,
     return r, z, jnp.tanh(x_n + b_n + _mm(config, r * h, params.w_hh[:, 2 * H :]))
 
 
+def _lstm_grad_factors(acts: Array, c_prev: Array, c: Array) -> tuple[Array, Array]:
+    """The factors of the LSTM's backward pass, for one step ``(B, ·)`` or all ``(T, B, ·)``.
+
+    With ``acts = [σ(i) σ(f) tanh(g) σ(o)]``, the previous and new cell states:
+    ``k = [g·σ'(i), c_prev·σ'(f), i·tanh'(g), tanh(c)·σ'(o)]`` and
+    ``k_c = o·tanh'(tanh(c))``, so that, with ``dh`` and ``dc`` the gradients
+    w.r.t. the new state, ``dc += dh·k_c`` and the gradient w.r.t. the gate
+    pre-activations is ``[dc, dc, dc, dh] ⊙ k``.
+    """
+    i, f, g, o = jnp.split(acts, 4, axis=-1)
+    tanh_c = jnp.tanh(c)
+    k = jnp.concatenate(
+        [
+            g * _sigmoid_grad(i),
+            c_prev * _sigmoid_grad(f),
+            i * _tanh_grad(g),
+            tanh_c * _sigmoid_grad(o),
+        ],
+        axis=-1,
+    )
+    return k, o * _tanh_grad(tanh_c)
+
+
 def _new_state(config: _Config, acts: tuple[Array, ...], carry: Any):
     """The carry after one step, from its gate activations."""
     if config.kind == "elman":
@@ -420,9 +447,11 @@ def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array |
     ``keep`` says what ``saved`` holds for the backward pass: ``"nothing"`` (a
     plain forward pass); ``"states"`` (rematerialisation: the LSTM's cell states,
     a recurrence of their own, cheap to store and costly to recompute); or
-    ``"activations"``: ``(acts, cell_states)``, the gate activations of every
-    step as ``_activations`` returns them, written over the projected inputs
-    (for an Elman cell, nothing when its activation is in ``_SLOPES``).
+    ``"activations"``: ``(acts, extra)``, the gate activations of every step as
+    ``_activations`` returns them, written over the projected inputs (for an
+    Elman cell, nothing when its activation is in ``_SLOPES``); for the LSTM,
+    ``((k,), (k_c, f))`` instead: ``_lstm_grad_factors``' ``k`` written over
+    the projected inputs, its ``k_c`` and the forget gate.
     """
     dtype = xs.dtype
     projected = _project(config, params, xs)  # (T, B, G·H): large matmuls before the loop
@@ -433,13 +462,14 @@ def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array |
     def cell(carry, x_t, valid_t):
         h = carry[0] if is_lstm else carry
         acts = _activations(config, loop_params, x_t, h)
-        new_carry = jax.tree.map(lambda a: a.astype(dtype), _new_state(config, acts, carry))
+        state = jax.tree.map(lambda a: a.astype(dtype), _new_state(config, acts, carry))
+        new_carry = state
         if valid_t is not None:
-            new_carry = jax.tree.map(functools.partial(_mask, valid_t), new_carry, carry)
+            new_carry = jax.tree.map(functools.partial(_mask, valid_t), state, carry)
         y = new_carry[0] if is_lstm else new_carry
         if valid_t is not None:
             y = jnp.where(valid_t[:, None], y, jnp.zeros((), dtype))
-        return new_carry, y, acts
+        return new_carry, y, acts, state
 
     # The Elman cell's known activations need nothing beyond ys; the GRU's and
     # LSTM's activations are expensive enough that XLA computes them once, so
@@ -452,7 +482,7 @@ def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array |
 
         def body(carry, inputs):
             x_t, valid_t = inputs
-            new_carry, y, acts = cell(carry, x_t, valid_t)
+            new_carry, y, acts, _ = cell(carry, x_t, valid_t)
             if keep == "pre-activations":
                 return new_carry, (y, acts)
             return new_carry, (y, new_carry[1] if is_lstm and keep == "states" else None)
@@ -464,14 +494,20 @@ def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array |
 
     def body_in_place(carry, rows, valid_t):
         x_t = rows[0] if is_lstm else rows
-        new_carry, y, acts = cell(carry, x_t, valid_t)
+        new_carry, y, acts, state = cell(carry, x_t, valid_t)
+        if is_lstm:
+            # The backward pass's factors, while this step's values are at hand: the
+            # LSTM then needs no pass over all steps' activations before its loop.
+            k, k_c = _lstm_grad_factors(acts[0], carry[1], state[1])
+            f = jnp.split(acts[0], 4, axis=-1)[1]
+            return new_carry, (k,), (y, (k_c, f), ())
         extra = acts[len(rows) :]  # the GRU's h @ w_hn + b_hn has no buffer of its own
-        return new_carry, acts[: len(rows)], (y, new_carry[1] if is_lstm else None, extra)
+        return new_carry, acts[: len(rows)], (y, None, extra)
 
-    final, rows, (ys, cell_states, extra) = _scan_in_place(
+    final, rows, (ys, lstm_factors, extra) = _scan_in_place(
         config, body_in_place, carry, buffers, valid, backward=False
     )
-    return final, ys, (tuple(rows) + tuple(extra), cell_states)
+    return final, ys, (tuple(rows) + tuple(extra), lstm_factors)
 
 
 # --------------------------------------------------------------------------- custom_vjp
@@ -537,20 +573,12 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
         d_carry, d_gates = _scan(config, body, d_final, (d_ys, valid, per_step), backward=True)
 
     elif kind == "lstm":
-        i, f, g, o = jnp.split(acts[0], 4, axis=-1)
-        c_prev = _previous(config, cell_states, carry[1], None)  # the masked carry: no gaps
-        tanh_c = jnp.tanh(cell_states)
-        # dL/d(gate pre-activations) = [dc, dc, dc, dh] ⊙ k, where dc gains dh·k_c first.
-        k = jnp.concatenate(
-            [
-                g * _sigmoid_grad(i),
-                c_prev * _sigmoid_grad(f),
-                i * _tanh_grad(g),
-                tanh_c * _sigmoid_grad(o),
-            ],
-            axis=-1,
-        )
-        k_c = o * _tanh_grad(tanh_c)
+        if config.remat:
+            c_prev = _previous(config, cell_states, carry[1], None)  # the masked carry: no gaps
+            k, k_c = _lstm_grad_factors(acts[0], c_prev, cell_states)
+            f = jnp.split(acts[0], 4, axis=-1)[1]
+        else:  # computed by the forward loop
+            (k,), (k_c, f) = acts, cell_states
 
         def body(d_next, rows, inputs):
             dh_next, dc_next = d_next
