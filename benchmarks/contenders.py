@@ -8,6 +8,12 @@
 - ``equinox``: ``eqx.nn.LSTMCell``/``GRUCell`` under ``lax.scan`` and ``jax.vmap``
   (equinox has no Elman cell).
 - ``pytorch``: ``nn.LSTM``/``nn.GRU``/``nn.RNN`` with all cores; on a GPU, cuDNN.
+  On a CPU, PyTorch runs these layers as oneDNN's fused RNN primitive (a
+  JIT-compiled kernel for the whole layer) when ``torch.backends.mkldnn`` is
+  enabled, as it is by default.
+- ``pytorch-aten``: the same with ``torch.backends.mkldnn`` disabled (CPU only):
+  PyTorch's own loop of ATen ops per step, a projection matmul before it like
+  jaxrnn's; it shows what the oneDNN primitive is worth.
 - ``jax-cudnn``: ``jax.experimental.rnn``'s cuDNN LSTM (GPU only, LSTM layers only).
 
 ``build(name, workload, data, pass_)`` returns a ``Bench``: the compile time
@@ -31,6 +37,7 @@ CONTENDERS = {
     "jaxrnn": "jaxrnn",
     "jaxrnn-autodiff": "jaxrnn autodiff",
     "pytorch": "PyTorch",
+    "pytorch-aten": "PyTorch ATen",
     "flax": "flax linen",
     "equinox": "equinox",
     "jax-cudnn": "jax cuDNN",
@@ -55,12 +62,15 @@ def unavailable(name: str, workload: Workload, backend: str) -> str | None:
     """Why ``name`` cannot run ``workload`` here, or ``None`` if it can."""
     if name == "equinox" and workload.cell == "elman":
         return "equinox has no Elman cell"
+    if name == "pytorch-aten" and backend == "gpu":
+        return "the oneDNN switch concerns PyTorch's CPU path only"
     if name == "jax-cudnn":
         if backend != "gpu":
             return "cuDNN needs a GPU"
         if workload.cell != "lstm" or workload.train_step:
             return "jax.experimental.rnn has only an LSTM layer"
-    module = {"pytorch": "torch", "flax": "flax", "equinox": "equinox"}.get(name)
+    modules = {"pytorch": "torch", "pytorch-aten": "torch", "flax": "flax", "equinox": "equinox"}
+    module = modules.get(name)
     if module is not None:
         try:
             __import__(module)
@@ -71,8 +81,8 @@ def unavailable(name: str, workload: Workload, backend: str) -> str | None:
 
 def build(name: str, workload: Workload, data: dict[str, Any], pass_: str) -> Bench:
     """Builds (and for JAX, compiles) contender ``name`` for one workload and pass."""
-    if name == "pytorch":
-        return _pytorch(workload, data, pass_)
+    if name in ("pytorch", "pytorch-aten"):
+        return _pytorch(workload, data, pass_, onednn=name == "pytorch")
     if workload.train_step:
         model = {"jaxrnn": _jaxrnn_char, "jaxrnn-autodiff": _jaxrnn_char, "flax": _flax_char}
         model.update(equinox=_equinox_char)
@@ -326,7 +336,7 @@ def _equinox_char(w: Workload, fused: bool):
 # --------------------------------------------------------------------------- PyTorch
 
 
-def _pytorch(w: Workload, data: dict[str, Any], pass_: str) -> Bench:
+def _pytorch(w: Workload, data: dict[str, Any], pass_: str, *, onednn: bool = True) -> Bench:
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -371,6 +381,19 @@ def _pytorch(w: Workload, data: dict[str, Any], pass_: str) -> Bench:
                 torch.nn.utils.clip_grad_norm_(parameters, 1.0)
                 optimizer.step()
             sync()
+
+    if not onednn:
+        plain_call = call
+
+        def call():
+            # Not ``torch.backends.mkldnn.flags(...)``: it also sets a TF32 option and
+            # warns that this build has no Intel GPU.
+            was_enabled = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = False
+            try:
+                plain_call()
+            finally:
+                torch.backends.mkldnn.enabled = was_enabled
 
     memory = kind = None
     if device == "cuda":

@@ -37,10 +37,18 @@ from jaxrnn.cli import CommandError
 
 __all__ = ["add_arguments", "main", "run"]
 
-DEFAULT_CONTENDERS = ("jaxrnn", "pytorch", "flax", "equinox", "jaxrnn-autodiff", "jax-cudnn")
+DEFAULT_CONTENDERS = (
+    "jaxrnn",
+    "pytorch",
+    "flax",
+    "equinox",
+    "jaxrnn-autodiff",
+    "jax-cudnn",
+    "pytorch-aten",
+)
 BURST = 2  # timed calls per contender per round, after one untimed call
 SETTLE_S = 0.03  # idle time before each contender's burst
-PEERS_IN_TABLE = ("pytorch", "flax", "equinox", "jax-cudnn", "jaxrnn-autodiff")
+PEERS_IN_TABLE = ("pytorch", "flax", "equinox", "jax-cudnn", "jaxrnn-autodiff", "pytorch-aten")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -341,7 +349,7 @@ def tables(
         cells = [_ms(found.get((workload, pass_, p))) for p in everyone]
         lines.append(f"| {workload} | {pass_} | " + " | ".join(cells) + " |")
 
-    jax_names = [p for p in everyone if p != "pytorch"]
+    jax_names = [p for p in everyone if not p.startswith("pytorch")]
     lines += [
         "",
         "Compile time of the training pass, s (XLA temporary memory, MiB):",

@@ -38,10 +38,34 @@ def test_jaxrnn_bench_runs_every_peer_on_a_tiny_layer(tmp_path, capsys):
 
 
 def test_jaxrnn_bench_runs_a_tiny_training_step(tmp_path):
-    records, _ = run_tiny(tmp_path, "char-lstm-train", "jaxrnn,pytorch")
+    records, _ = run_tiny(tmp_path, "char-lstm-train", "jaxrnn,pytorch,pytorch-aten")
     assert timed_keys(records) == {
-        ("char-lstm-train", p, c) for p in ("forward", "train") for c in ("jaxrnn", "pytorch")
+        ("char-lstm-train", p, c)
+        for p in ("forward", "train")
+        for c in ("jaxrnn", "pytorch", "pytorch-aten")
     }
+
+
+@pytest.mark.parametrize(("name", "onednn"), [("pytorch", True), ("pytorch-aten", False)])
+def test_pytorch_aten_contender_runs_with_onednn_off(name, onednn, monkeypatch):
+    torch = pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import contenders
+    from workloads import WORKLOADS, tiny
+
+    seen = []
+    forward = torch.nn.LSTM.forward
+
+    def recording_forward(self, *args, **kwargs):
+        seen.append(torch.backends.mkldnn.enabled)
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.LSTM, "forward", recording_forward)
+    workload = tiny(WORKLOADS["lstm"])
+    for pass_ in ("forward", "train"):
+        contenders.build(name, workload, workload.inputs(), pass_).call()
+    assert seen == [onednn, onednn]
+    assert torch.backends.mkldnn.enabled  # restored after each call
 
 
 @pytest.mark.parametrize(
