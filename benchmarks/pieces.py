@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import contenders
 import run as runner
-from workloads import WORKLOADS
+from workloads import WORKLOADS, tiny
 
 
 def _xla_pieces(w, params, xs):
@@ -130,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workload", nargs="?", default="lstm", choices=["lstm", "lstm-512"])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--quiet", type=float, default=None, metavar="SHARE")
+    parser.add_argument("--tiny", action="store_true", help="toy sizes, to smoke-test the script")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
 
-    w = WORKLOADS[args.workload]
+    w = tiny(WORKLOADS[args.workload]) if args.tiny else WORKLOADS[args.workload]
     data = w.inputs()
     xs = jax.device_put(data["xs"])
     params = jaxrnn.lstm(w.hidden_size).init(jax.random.key(0), w.input_size)

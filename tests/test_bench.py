@@ -109,3 +109,15 @@ def test_the_gpu_runs_are_wired_and_say_why_they_are_skipped_on_a_cpu(capsys):
     # Named on a CPU, it is refused with the reason.
     assert cli.main(["bench", "lstm-long"]) == 2
     assert "lstm-long runs on a GPU only" in capsys.readouterr().err
+
+
+def test_pieces_puts_each_matmul_beside_pytorchs(capsys, monkeypatch):
+    pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import pieces
+
+    assert pieces.main(["lstm", "--tiny", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for piece in ("projection", "step matmuls", "backward step matmuls", "weight gradients"):
+        assert f"| {piece} | " in out
+    assert "| train | " in out and "PyTorch ATen" in out
