@@ -266,6 +266,7 @@ def run_workload(
                     "median_ms": statistics.median(times_ms),
                     "min_ms": min(times_ms),
                     "times_ms": [round(t, 4) for t in times_ms],
+                    "burst": BURST,
                     "compile_s": bench.compile_s,
                     "memory_bytes": bench.memory_bytes,
                     "memory_kind": bench.memory_kind,
@@ -301,6 +302,34 @@ def _ms(record: dict[str, Any] | None) -> str:
     return "—" if record is None or "median_ms" not in record else f"{record['median_ms']:.2f}"
 
 
+def round_ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> list[float]:
+    """jaxrnn / peer in each timed round, from two records of one ``run_workload`` call.
+
+    ``times_ms`` holds each kept round's burst in order, so round ``r`` of both
+    contenders ran within seconds of each other: the ratio of their burst
+    medians sees the same state of the machine, and the spread of these ratios
+    says how much the one-run ratio can be trusted.
+    """
+    burst = ours.get("burst", BURST)
+    a, b = ours["times_ms"], theirs["times_ms"]
+    rounds = min(len(a), len(b)) // burst
+    return [
+        statistics.median(a[r * burst : (r + 1) * burst])
+        / statistics.median(b[r * burst : (r + 1) * burst])
+        for r in range(rounds)
+    ]
+
+
+def _ratio_cell(ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """``ratio of the medians (median, interquartile range of the per-round ratios)``."""
+    cell = f"{ours['median_ms'] / theirs['median_ms']:.2f}"
+    per_round = round_ratios(ours, theirs)
+    if len(per_round) >= 4:
+        q1, q2, q3 = statistics.quantiles(per_round, n=4)
+        cell += f" ({q2:.2f}, {q1:.2f}–{q3:.2f})"
+    return cell
+
+
 def tables(
     records: list[dict[str, Any]], info: dict[str, Any], not_run: dict[str, str] | None = None
 ) -> str:
@@ -316,7 +345,9 @@ def tables(
         f"({info['device']}); jax {info['jax']}, torch {info.get('torch')}, flax "
         f"{info.get('flax')}, equinox {info.get('equinox')}. Medians of interleaved rounds.",
         "",
-        "Ratio of times, jaxrnn / peer (below 1.00: jaxrnn is faster):",
+        "Ratio of times, jaxrnn / peer (below 1.00: jaxrnn is faster): the ratio of the",
+        "median times, then in brackets (from 4 rounds on) the median and interquartile",
+        "range of the ratios within each round, where both ran seconds apart.",
         "",
         "| workload | pass | " + " | ".join(label[p] for p in peers) + " |",
         "|---|---|" + "---:|" * len(peers),
@@ -334,7 +365,7 @@ def tables(
             ):
                 cells.append("—")
             else:
-                cells.append(f"{ours['median_ms'] / theirs['median_ms']:.2f}")
+                cells.append(_ratio_cell(ours, theirs))
         lines.append(f"| {workload} | {pass_} | " + " | ".join(cells) + " |")
 
     everyone = ["jaxrnn", *peers]

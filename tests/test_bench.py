@@ -121,3 +121,18 @@ def test_pieces_puts_each_matmul_beside_pytorchs(capsys, monkeypatch):
     for piece in ("projection", "step matmuls", "backward step matmuls", "weight gradients"):
         assert f"| {piece} | " in out
     assert "| train | " in out and "PyTorch ATen" in out
+
+
+def test_round_ratios_pair_the_rounds_in_which_both_ran(monkeypatch):
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import run
+
+    # Two timed calls per round; the machine slows down 10x in the third round,
+    # for both contenders alike: the per-round ratios do not see it.
+    ours = {"median_ms": 2.0, "times_ms": [2, 2, 1, 3, 20, 20, 2, 2], "burst": 2}
+    theirs = {"median_ms": 4.0, "times_ms": [4, 4, 4, 4, 40, 40, 8, 8], "burst": 2}
+    assert run.round_ratios(ours, theirs) == [0.5, 0.5, 0.5, 0.25]
+    assert run._ratio_cell(ours, theirs) == "0.50 (0.50, 0.31–0.50)"
+    # Fewer than 4 rounds: the ratio of the medians alone.
+    short = {"median_ms": 2.0, "times_ms": [2, 2, 2, 2], "burst": 2}
+    assert run._ratio_cell(short, theirs) == "0.50"
