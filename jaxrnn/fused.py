@@ -365,14 +365,18 @@ def _activations(config: _Config, params: Any, x: Any, h: Array) -> tuple[Array,
     return r, z, jnp.tanh(x_n + b_n + _mm(config, r * h, params.w_hh[:, 2 * H :]))
 
 
-def _lstm_grad_factors(acts: Array, c_prev: Array, c: Array) -> tuple[Array, Array]:
+def _lstm_grad_factors(acts: Array, c_prev: Array, c: Array) -> tuple[Array, Array, Array]:
     """The factors of the LSTM's backward pass, for one step ``(B, ·)`` or all ``(T, B, ·)``.
 
     With ``acts = [σ(i) σ(f) tanh(g) σ(o)]``, the previous and new cell states:
-    ``k = [g·σ'(i), c_prev·σ'(f), i·tanh'(g), tanh(c)·σ'(o)]`` and
-    ``k_c = o·tanh'(tanh(c))``, so that, with ``dh`` and ``dc`` the gradients
-    w.r.t. the new state, ``dc += dh·k_c`` and the gradient w.r.t. the gate
-    pre-activations is ``[dc, dc, dc, dh] ⊙ k``.
+    ``k = [g·σ'(i), c_prev·σ'(f), i·tanh'(g), tanh(c)·σ'(o)]`` ``(·, 4H)``,
+    ``k_c = o·tanh'(tanh(c))`` and the forget gate ``f`` ``(·, H)``, so that,
+    with ``dh`` and ``dc`` the gradients w.r.t. the new state, ``dc += dh·k_c``,
+    the gradient w.r.t. the gate pre-activations is ``[dc, dc, dc, dh] ⊙ k``
+    and the one w.r.t. the previous cell state ``dc·f``.
+
+    Returns:
+      ``(k, k_c, f)``.
     """
     i, f, g, o = jnp.split(acts, 4, axis=-1)
     tanh_c = jnp.tanh(c)
@@ -385,7 +389,7 @@ def _lstm_grad_factors(acts: Array, c_prev: Array, c: Array) -> tuple[Array, Arr
         ],
         axis=-1,
     )
-    return k, o * _tanh_grad(tanh_c)
+    return k, o * _tanh_grad(tanh_c), f
 
 
 def _new_state(config: _Config, acts: tuple[Array, ...], carry: Any):
@@ -447,11 +451,11 @@ def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array |
     ``keep`` says what ``saved`` holds for the backward pass: ``"nothing"`` (a
     plain forward pass); ``"states"`` (rematerialisation: the LSTM's cell states,
     a recurrence of their own, cheap to store and costly to recompute); or
-    ``"activations"``: ``(acts, extra)``, the gate activations of every step as
+    ``"activations"``: ``acts``, the gate activations of every step as
     ``_activations`` returns them, written over the projected inputs (for an
     Elman cell, nothing when its activation is in ``_SLOPES``); for the LSTM,
-    ``((k,), (k_c, f))`` instead: ``_lstm_grad_factors``' ``k`` written over
-    the projected inputs, its ``k_c`` and the forget gate.
+    ``_lstm_grad_factors``' ``(k, k_c, f)`` instead, ``k`` written over the
+    projected inputs.
     """
     dtype = xs.dtype
     projected = _project(config, params, xs)  # (T, B, G·H): large matmuls before the loop
@@ -488,8 +492,6 @@ def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array |
             return new_carry, (y, new_carry[1] if is_lstm and keep == "states" else None)
 
         final, (ys, saved) = _scan(config, body, carry, (projected, valid), backward=False)
-        if keep == "pre-activations":
-            return final, ys, (saved, None)
         return final, ys, saved
 
     def body_in_place(carry, rows, valid_t):
@@ -498,16 +500,15 @@ def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array |
         if is_lstm:
             # The backward pass's factors, while this step's values are at hand: the
             # LSTM then needs no pass over all steps' activations before its loop.
-            k, k_c = _lstm_grad_factors(acts[0], carry[1], state[1])
-            f = jnp.split(acts[0], 4, axis=-1)[1]
-            return new_carry, (k,), (y, (k_c, f), ())
-        extra = acts[len(rows) :]  # the GRU's h @ w_hn + b_hn has no buffer of its own
-        return new_carry, acts[: len(rows)], (y, None, extra)
+            acts = _lstm_grad_factors(acts[0], carry[1], state[1])
+        # What has no buffer of its own (the GRU's h @ w_hn + b_hn, the LSTM's k_c
+        # and f) is a per-step output.
+        return new_carry, acts[: len(rows)], (y, acts[len(rows) :])
 
-    final, rows, (ys, lstm_factors, extra) = _scan_in_place(
+    final, rows, (ys, extra) = _scan_in_place(
         config, body_in_place, carry, buffers, valid, backward=False
     )
-    return final, ys, (tuple(rows) + tuple(extra), lstm_factors)
+    return final, ys, tuple(rows) + tuple(extra)
 
 
 # --------------------------------------------------------------------------- custom_vjp
@@ -536,14 +537,14 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
         d_ys = jnp.where(valid[..., None], d_ys, jnp.zeros((), dtype))
     w_hh_t = _weights(config, params.w_hh.T)
 
-    if config.remat and not (kind == "elman" and config.activation in _SLOPES):
-        # Recompute the activations of all steps: two large matmuls.
-        acts = _activations(config, params, _project(config, params, xs), h_prev)
-        cell_states = saved
-    elif saved is None:  # an Elman cell whose slope follows from ys
-        acts = cell_states = None
+    acts = cell_states = None
+    if not config.remat:
+        acts = saved  # None for an Elman cell whose slope follows from ys
     else:
-        acts, cell_states = saved
+        cell_states = saved  # the LSTM's; None for the other cells
+        if not (kind == "elman" and config.activation in _SLOPES):
+            # Recompute the activations of all steps: two large matmuls.
+            acts = _activations(config, params, _project(config, params, xs), h_prev)
 
     def masked(valid_t, value):
         return (
@@ -575,10 +576,9 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
     elif kind == "lstm":
         if config.remat:
             c_prev = _previous(config, cell_states, carry[1], None)  # the masked carry: no gaps
-            k, k_c = _lstm_grad_factors(acts[0], c_prev, cell_states)
-            f = jnp.split(acts[0], 4, axis=-1)[1]
+            k, k_c, f = _lstm_grad_factors(acts[0], c_prev, cell_states)
         else:  # computed by the forward loop
-            (k,), (k_c, f) = acts, cell_states
+            k, k_c, f = acts
 
         def body(d_next, rows, inputs):
             dh_next, dc_next = d_next
