@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", type=float, default=None, metavar="SHARE")
     parser.add_argument("--tiny", action="store_true", help="toy sizes, to smoke-test the script")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.quiet is not None and not 0 <= args.quiet < 1:
+        parser.error(f"--quiet is a share of the cores in [0, 1), got {args.quiet}")
 
     w = tiny(WORKLOADS[args.workload]) if args.tiny else WORKLOADS[args.workload]
     data = w.inputs()

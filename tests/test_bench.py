@@ -136,3 +136,21 @@ def test_round_ratios_pair_the_rounds_in_which_both_ran(monkeypatch):
     # Fewer than 4 rounds: the ratio of the medians alone.
     short = {"median_ms": 2.0, "times_ms": [2, 2, 2, 2], "burst": 2}
     assert run._ratio_cell(short, theirs) == "0.50"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["lstm", "--repeats", "0"], "--repeats must be >= 1, got 0"),
+        (["lstm", "--quiet", "1.5"], "--quiet is a share of the cores in [0, 1), got 1.5"),
+        (["gru"], "invalid choice: 'gru'"),
+    ],
+)
+def test_pieces_rejects_bad_arguments_in_one_line(argv, message, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import pieces
+
+    with pytest.raises(SystemExit) as exit_:
+        pieces.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
