@@ -1,5 +1,6 @@
 # `make demo` and `make test` set everything up themselves: a .venv with jaxrnn
-# installed editable with its dev extra, reinstalled whenever pyproject.toml changes.
+# installed editable with its dev extra, reinstalled whenever pyproject.toml changes,
+# and jaxrnn.blas's oneMKL custom call compiled (a few seconds; cached in ~/.cache/jaxrnn).
 
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -12,6 +13,7 @@ $(INSTALLED): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	$(PYTHON) -c "from jaxrnn import blas; print('jaxrnn.blas:', blas.status())"
 	touch $(INSTALLED)
 
 # About 3 minutes on 2 CPU cores: a char-LSTM on the embedded corpus (the standard library's

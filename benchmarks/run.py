@@ -42,13 +42,22 @@ DEFAULT_CONTENDERS = (
     "pytorch",
     "flax",
     "equinox",
+    "jaxrnn-xla",
     "jaxrnn-autodiff",
     "jax-cudnn",
     "pytorch-aten",
 )
 BURST = 2  # timed calls per contender per round, after one untimed call
 SETTLE_S = 0.03  # idle time before each contender's burst
-PEERS_IN_TABLE = ("pytorch", "flax", "equinox", "jax-cudnn", "jaxrnn-autodiff", "pytorch-aten")
+PEERS_IN_TABLE = (
+    "pytorch",
+    "flax",
+    "equinox",
+    "jax-cudnn",
+    "jaxrnn-xla",
+    "jaxrnn-autodiff",
+    "pytorch-aten",
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +112,8 @@ def machine() -> dict[str, Any]:
     """What ran the benchmark: processor, cores, accelerator, versions, load."""
     import jax
 
+    from jaxrnn import blas
+
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "processor": _cpu_model(),
@@ -111,6 +122,7 @@ def machine() -> dict[str, Any]:
         "device": str(jax.devices()[0].device_kind),
         "python": platform.python_version(),
         "jax": jax.__version__,
+        "jaxrnn_blas": blas.status(),
     }
     for module in ("torch", "flax", "equinox", "optax"):
         try:

@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxrnn import cells
+from jaxrnn import blas, cells
 from jaxrnn.cells import Cell, ElmanParams, GRUParams, LSTMCarry, LSTMParams
 
 Array = jax.Array
@@ -131,6 +131,8 @@ class _Config(NamedTuple):
     # data's); ``None``: every matmul in the data's dtype.
     compute_dtype: Any = None
     accumulate_dtype: Any = None
+    # The data's-dtype matmuls through ``jaxrnn.blas`` (oneMKL on a CPU).
+    blas: bool = False
 
 
 def supports(cell: Cell, params: Any, xs: Array, carry: Any) -> bool:
@@ -221,7 +223,10 @@ def unroll(
         kind = "gru-after" if spec.reset_after else "gru-before"
     accumulate = None if compute_dtype is None else jnp.dtype(xs.dtype)
     compute = None if compute_dtype is None else jnp.dtype(compute_dtype)
-    config = _Config(kind, spec.activation, bool(reverse), unroll, bool(remat), compute, accumulate)
+    use_blas = compute is None and blas.active()
+    config = _Config(
+        kind, spec.activation, bool(reverse), unroll, bool(remat), compute, accumulate, use_blas
+    )
 
     time, batch_shape = np.shape(xs)[0], tuple(np.shape(xs)[1:-1])
     batch = int(np.prod(batch_shape, dtype=np.int64))
@@ -272,7 +277,11 @@ def _previous(config: _Config, seq: Array, first: Array, valid: Array | None) ->
 
 
 def _mm(config: _Config, a: Array, b: Array) -> Array:
-    """``a @ b``; with a ``compute_dtype``, inputs in it and the sum in the data's dtype."""
+    """``a @ b`` for ``a`` of shape ``(..., K)``, ``b`` ``(K, N)``; with a
+    ``compute_dtype``, inputs in it and the sum in the data's dtype."""
+    if config.blas:
+        product = blas.matmul(a.reshape(-1, a.shape[-1]), b)
+        return product.reshape(*a.shape[:-1], b.shape[-1])
     if config.compute_dtype is None:
         return a @ b
     cast = config.compute_dtype
@@ -290,6 +299,8 @@ def _sum_over_steps(config: _Config, a: Array, b: Array) -> Array:
     """``sum_{t, b} a[t, b]ᵀ b[t, b]``: one ``(K, T·B) x (T·B, N)`` matmul, no transposes."""
     a2 = a.reshape(-1, a.shape[-1])
     b2 = b.reshape(-1, b.shape[-1])
+    if config.blas:
+        return blas.matmul(a2, b2, transpose_a=True)
     dims = (((0,), (0,)), ((), ()))
     if config.compute_dtype is None:
         return lax.dot_general(a2, b2, dims)

@@ -1,0 +1,334 @@
+r"""Matmuls on the CPU through oneMKL, as an XLA custom call.
+
+On a CPU, the fused kernels of ``jaxrnn.unroll`` are bound by their matmuls:
+each step's ``(B, H) x (H, G·H)`` product and the large weight-gradient
+products after the loops. XLA's CPU matmuls for these shapes run 1.1-1.8x
+slower than oneMKL's (the BLAS behind PyTorch's CPU matmuls), so where oneMKL
+is installed (``pip install jaxrnn[cpu]``; the ``mkl`` wheel) those matmuls
+call it instead:
+
+- ``matmul`` is an XLA FFI custom call into ``cblas_sgemm``/``cblas_dgemm``
+  (float32/float64), compiled on first use from ``gemm.cc`` beside this file
+  (a C++17 compiler and jaxlib's FFI headers; a few seconds, cached in
+  ``$JAXRNN_CACHE_DIR``, default ``~/.cache/jaxrnn``).
+- oneMKL runs single-threaded; the custom call cuts each product into bands of
+  columns (or rows) that run on XLA's own intra-op threads, so no OpenMP pool
+  competes with XLA's for the cores.
+- It lowers to the custom call on CPUs only; on other platforms, for other
+  dtypes, or when oneMKL or a compiler is missing, it is ``lax.dot_general``.
+
+The arithmetic is a BLAS's float32 (or float64) product, equal to XLA's up to
+rounding (tested against NumPy in float64). ``JAXRNN_BLAS=xla`` in the
+environment switches it off for a process, ``use(False)`` for the functions
+traced inside it; ``status()`` says what is in use and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import hashlib
+import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+Array = jax.Array
+
+__all__ = ["active", "available", "matmul", "status", "use"]
+
+_TARGET = "jaxrnn_blas_gemm"
+_SOURCE = Path(__file__).with_name("gemm.cc")
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+_use = True  # ``use``'s switch, read when a function is traced
+
+
+class _Loaded(NamedTuple):
+    ok: bool
+    message: str  # what is in use, or why nothing is
+
+
+# --------------------------------------------------------------------------- loading
+
+
+# oneMKL's LP64 interface (32-bit ints), single-threaded layer and core: linked in
+# by name, since the ``mkl`` wheel ships no unversioned ``.so`` links.
+_MKL_LIBRARIES = ("mkl_intel_lp64", "mkl_sequential", "mkl_core")
+
+
+def _find_mkl() -> list[Path] | None:
+    """oneMKL's three libraries from the ``mkl`` wheel, in link order; ``None`` without it."""
+    try:
+        files = importlib.metadata.files("mkl") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    found: dict[str, Path] = {}
+    for file in files:
+        match = re.fullmatch(r"lib(mkl_\w+)\.so(\.\d+)*", file.name)
+        if match and match.group(1) in _MKL_LIBRARIES:
+            found[match.group(1)] = Path(file.locate()).resolve()
+    if len(found) < len(_MKL_LIBRARIES):
+        return None
+    return [found[name] for name in _MKL_LIBRARIES]
+
+
+def _cache_dir() -> Path:
+    if "JAXRNN_CACHE_DIR" in os.environ:
+        return Path(os.environ["JAXRNN_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "jaxrnn"
+
+
+def _compile(include_dir: str, mkl: list[Path]) -> Path:
+    """The custom call's shared library, compiled once per source, jaxlib, oneMKL and compiler."""
+    compiler = os.environ.get("CXX", "c++")
+    flags = ["-O2", "-std=c++17", "-shared", "-fPIC", "-I", include_dir]
+    # --no-as-needed: the libraries are needed at load time even where, as for
+    # mkl_core, nothing in gemm.cc names them directly.
+    link = ["-Wl,--no-as-needed", f"-L{mkl[0].parent}", f"-Wl,-rpath,{mkl[0].parent}"]
+    link += [f"-l:{path.name}" for path in mkl]
+    parts = [_SOURCE.read_bytes(), importlib.metadata.version("jaxlib").encode()]
+    parts += [word.encode() for word in (compiler, *flags, *link)]
+    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+    for directory in (_cache_dir(), Path(tempfile.gettempdir()) / "jaxrnn"):
+        library = directory / f"libjaxrnn_blas_{key}.so"
+        if library.exists():
+            return library
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if not os.access(directory, os.W_OK):
+            continue
+        # Compile under a name of this process's own, then rename: other processes
+        # (pytest's workers) may compile at the same time.
+        partial = library.with_suffix(f".{os.getpid()}.partial")
+        command = [compiler, *flags, str(_SOURCE), "-o", str(partial), *link]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            partial.unlink(missing_ok=True)
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+        os.replace(partial, library)
+        return library
+    raise RuntimeError(f"no writable cache directory (tried {_cache_dir()} and the temp dir)")
+
+
+def _self_test(sgemm: Any, dgemm: Any) -> None:
+    """One small product in each dtype through the linked oneMKL, against NumPy."""
+    rng = np.random.default_rng(0)
+    for gemm, dtype in ((sgemm, np.float32), (dgemm, np.float64)):
+        a, b = rng.standard_normal((3, 5)).astype(dtype), rng.standard_normal((5, 4)).astype(dtype)
+        c = np.zeros((3, 4), dtype)
+        scalar = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+        pointer, index = ctypes.c_void_p, ctypes.c_int
+        gemm.argtypes = [index] * 6 + [
+            scalar,
+            pointer,
+            index,
+            pointer,
+            index,
+            scalar,
+            pointer,
+            index,
+        ]
+        gemm.restype = None
+        gemm(101, 111, 111, 3, 4, 5, 1.0, a.ctypes.data, 5, b.ctypes.data, 4, 0.0, c.ctypes.data, 4)
+        if not np.allclose(c, a @ b, rtol=1e-5, atol=1e-5):
+            raise RuntimeError("oneMKL's test product is wrong")
+
+
+@functools.cache
+def _load() -> _Loaded:
+    """Find oneMKL, compile and register the custom call; once per process."""
+    if os.environ.get("JAXRNN_BLAS", "mkl").lower() in ("xla", "0", "off", "no", "false"):
+        return _Loaded(False, "switched off by JAXRNN_BLAS; XLA's dot is used")
+    if not sys.platform.startswith("linux"):
+        return _Loaded(False, f"the oneMKL custom call is built on Linux only, not {sys.platform}")
+    mkl = _find_mkl()
+    if mkl is None:
+        return _Loaded(False, "oneMKL is not installed (pip install 'jaxrnn[cpu]' or 'mkl')")
+    try:
+        ffi = jax.ffi
+        # RTLD_DEEPBIND: the library and its oneMKL resolve their symbols among
+        # themselves first, not in another oneMKL already loaded (PyTorch's).
+        library = ctypes.CDLL(
+            str(_compile(ffi.include_dir(), mkl)), mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND
+        )
+        _self_test(library.cblas_sgemm, library.cblas_dgemm)
+        ffi.register_ffi_target(_TARGET, ffi.pycapsule(library.jaxrnn_blas_gemm), platform="cpu")
+    except Exception as error:  # any failure leaves XLA's dot in place, with the reason
+        return _Loaded(False, f"the oneMKL custom call is unavailable: {error}")
+    _LIBRARIES.append(library)  # kept loaded for the process
+    return _Loaded(True, f"oneMKL {importlib.metadata.version('mkl')} ({mkl[-1].parent})")
+
+
+_LIBRARIES: list[ctypes.CDLL] = []  # the custom call's library, kept loaded
+
+
+# --------------------------------------------------------------------------- public
+
+
+def available() -> bool:
+    """Whether the oneMKL custom call is installed and built (it is built on the first call).
+
+    Returns:
+      ``True`` when ``matmul`` lowers to oneMKL on a CPU.
+    """
+    return _load().ok
+
+
+def active() -> bool:
+    """Whether functions traced now use the custom call: ``available()`` and not ``use(False)``."""
+    return _use and available()
+
+
+def status() -> str:
+    """What the CPU matmuls use, and why: ``"oneMKL 2026.2.0 (/path/to/its/lib)"``,
+    or the reason XLA's dot is used instead."""
+    loaded = _load()
+    if loaded.ok and not _use:
+        return "switched off by jaxrnn.blas.use(False); XLA's dot is used"
+    return loaded.message
+
+
+@contextlib.contextmanager
+def use(enabled: bool) -> Iterator[None]:
+    """Switch the custom call on or off for the functions traced inside the block.
+
+    The switch is read when a function is traced, and JAX caches traces by
+    function: one already traced (by any ``jax.jit`` of it) keeps what it was
+    traced with, so trace a new function (a new closure) inside the block.
+
+    Args:
+      enabled: ``False`` for XLA's dot everywhere; ``True`` for the custom call
+        where it is available.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxrnn import blas
+      >>> with blas.use(False):
+      ...     blas.matmul(jnp.ones((2, 3)), jnp.ones((3, 4))).shape
+      (2, 4)
+    """
+    global _use
+    if not isinstance(enabled, bool):
+        raise TypeError(f"use(enabled): expected True or False, got {enabled!r}")
+    previous, _use = _use, enabled
+    try:
+        yield
+    finally:
+        _use = previous
+
+
+def matmul(a: Array, b: Array, *, transpose_a: bool = False, transpose_b: bool = False) -> Array:
+    r"""``op(a) @ op(b)`` over matching leading axes, ``op`` the identity or the transpose.
+
+    On a CPU, for float32 and float64 with oneMKL installed (``available()``), a
+    custom call into ``cblas_?gemm`` on XLA's threads; anywhere else
+    ``lax.dot_general``. Differentiable (reverse mode, each gradient another
+    ``matmul``) and batchable with ``jax.vmap``.
+
+    Args:
+      a: ``(*batch, M, K)``, or ``(*batch, K, M)`` with ``transpose_a``.
+      b: ``(*batch, K, N)``, or ``(*batch, N, K)`` with ``transpose_b``.
+      transpose_a: contract ``a``'s second-to-last axis instead of its last.
+      transpose_b: contract ``b``'s last axis instead of its second-to-last.
+
+    Returns:
+      ``(*batch, M, N)`` in the inputs' dtype.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxrnn import blas
+      >>> x = jnp.arange(6, dtype=jnp.float32).reshape(3, 2)
+      >>> blas.matmul(x, x, transpose_a=True)  # xᵀ x
+      Array([[20., 26.],
+             [26., 35.]], dtype=float32)
+    """
+    a, b = jnp.asarray(a), jnp.asarray(b)
+    _check(a, b, transpose_a, transpose_b)
+    if not (active() and a.dtype in _DTYPES):
+        return _dot(a, b, transpose_a, transpose_b)
+    return _matmul(a, b, bool(transpose_a), bool(transpose_b))
+
+
+def _check(a: Array, b: Array, transpose_a: Any, transpose_b: Any) -> None:
+    for name, flag in (("transpose_a", transpose_a), ("transpose_b", transpose_b)):
+        if not isinstance(flag, bool | np.bool_):
+            raise TypeError(f"matmul({name}=...): expected True or False, got {flag!r}")
+    if a.ndim < 2 or a.ndim != b.ndim:
+        raise ValueError(
+            f"matmul(a, b): expected a and b of one rank >= 2 (*batch, rows, columns), got "
+            f"shapes {a.shape} and {b.shape}; add the missing axes with x[None]"
+        )
+    if a.shape[:-2] != b.shape[:-2]:
+        raise ValueError(
+            f"matmul(a, b): the leading (batch) axes must match, got {a.shape[:-2]} and "
+            f"{b.shape[:-2]}; broadcast them first (jnp.broadcast_to) or map with jax.vmap"
+        )
+    k_a = a.shape[-2] if transpose_a else a.shape[-1]
+    k_b = b.shape[-1] if transpose_b else b.shape[-2]
+    if k_a != k_b:
+        raise ValueError(
+            f"matmul(a, b, transpose_a={transpose_a}, transpose_b={transpose_b}): the "
+            f"contracted axes differ, {k_a} in a {a.shape} and {k_b} in b {b.shape}"
+        )
+    if a.dtype != b.dtype:
+        raise TypeError(
+            f"matmul(a, b): expected one dtype, got {a.dtype} and {b.dtype}; cast one with "
+            f".astype()"
+        )
+
+
+def _dot(a: Array, b: Array, transpose_a: bool, transpose_b: bool) -> Array:
+    batch = tuple(range(a.ndim - 2))
+    contract_a = a.ndim - 2 if transpose_a else a.ndim - 1
+    contract_b = b.ndim - 1 if transpose_b else b.ndim - 2
+    # dot_general orders the output (batch, a's free axis, b's free axis): (*batch, M, N).
+    return lax.dot_general(a, b, (((contract_a,), (contract_b,)), (batch, batch)))
+
+
+def _custom_call(a: Array, b: Array, transpose_a: bool, transpose_b: bool) -> Array:
+    m = a.shape[-1] if transpose_a else a.shape[-2]
+    n = b.shape[-2] if transpose_b else b.shape[-1]
+    result = jax.ShapeDtypeStruct((*a.shape[:-2], m, n), a.dtype)
+    call = jax.ffi.ffi_call(_TARGET, result, vmap_method="expand_dims")
+    return call(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _matmul(a: Array, b: Array, transpose_a: bool, transpose_b: bool) -> Array:
+    return lax.platform_dependent(
+        a,
+        b,
+        cpu=functools.partial(_custom_call, transpose_a=transpose_a, transpose_b=transpose_b),
+        default=functools.partial(_dot, transpose_a=transpose_a, transpose_b=transpose_b),
+    )
+
+
+def _matmul_fwd(a: Array, b: Array, transpose_a: bool, transpose_b: bool):
+    return _matmul(a, b, transpose_a, transpose_b), (a, b)
+
+
+def _matmul_bwd(transpose_a: bool, transpose_b: bool, residuals, g: Array):
+    a, b = residuals
+    # out = A B with A = op(a), B = op(b): dA = g Bᵀ, dB = Aᵀ g, each transposed back
+    # when its operand was (d aᵀ = B gᵀ, d bᵀ = gᵀ A).
+    d_a = _matmul(b, g, transpose_b, True) if transpose_a else _matmul(g, b, False, not transpose_b)
+    d_b = _matmul(g, a, True, transpose_a) if transpose_b else _matmul(a, g, not transpose_a, False)
+    return d_a, d_b
+
+
+_matmul.defvjp(_matmul_fwd, _matmul_bwd)

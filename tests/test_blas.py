@@ -1,0 +1,215 @@
+"""``jaxrnn.blas``: the oneMKL custom call against NumPy in float64, under jit, grad and vmap.
+
+The dev install (``make test``) includes oneMKL, so the custom call must be
+there: a silent fall-back to XLA's dot would leave every other test of it
+vacuous. Shapes cover both ways the call cuts a product into bands for XLA's
+threads (columns when the output is wide, rows when it is tall), sizes that are
+not multiples of the bands' 16-column alignment, and empty dimensions.
+"""
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxrnn
+from jaxrnn import blas, fused
+
+F32_TOL = 2e-5  # relative to the product's scale; float32 sums of up to 1000 terms
+
+
+def oracle(a, b, transpose_a, transpose_b):
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    a64 = np.swapaxes(a64, -1, -2) if transpose_a else a64
+    b64 = np.swapaxes(b64, -1, -2) if transpose_b else b64
+    return a64 @ b64
+
+
+def operands(rng, m, k, n, transpose_a, transpose_b, dtype, batch=()):
+    a = rng.standard_normal((*batch, *((k, m) if transpose_a else (m, k)))).astype(dtype)
+    b = rng.standard_normal((*batch, *((n, k) if transpose_b else (k, n)))).astype(dtype)
+    return a, b
+
+
+def lowered_text(fn, *args):
+    return jax.jit(fn).lower(*args).as_text()
+
+
+def test_the_dev_install_has_the_onemkl_custom_call():
+    if os.environ.get("JAXRNN_BLAS", "").lower() in ("xla", "0", "off", "no", "false"):
+        pytest.skip("switched off by JAXRNN_BLAS")
+    if not (sys.platform.startswith("linux") and platform.machine() == "x86_64"):
+        pytest.skip("the dev extra installs oneMKL on x86-64 Linux only")
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip("no C++ compiler to build the custom call with")
+    assert blas.available(), blas.status()
+    assert blas.status().startswith("oneMKL ")
+    assert "jaxrnn_blas_gemm" in lowered_text(blas.matmul, jnp.ones((2, 3)), jnp.ones((3, 4)))
+
+
+needs_blas = pytest.mark.skipif(not blas.available(), reason=blas.status())
+
+
+@needs_blas
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+@pytest.mark.parametrize(
+    ("m", "k", "n"),
+    [
+        (1, 1, 1),
+        (5, 7, 3),
+        (37, 1000, 531),  # wide: bands of columns, the last one ragged
+        (531, 1000, 37),  # tall: bands of rows
+        (32, 256, 1024),  # an LSTM step
+        (256, 3200, 1024),  # a weight gradient, Hᵀ dG
+    ],
+)
+def test_matmul_equals_numpy_in_float64(rng, m, k, n, transpose_a, transpose_b, dtype):
+    a, b = operands(rng, m, k, n, transpose_a, transpose_b, dtype)
+    fn = jax.jit(lambda a, b: blas.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b))
+    out = fn(a, b)
+    expected = oracle(a, b, transpose_a, transpose_b)
+    assert out.dtype == dtype and out.shape == (m, n)
+    scale = np.sqrt(k)  # each entry is a sum of k products of unit normals
+    tol = F32_TOL * scale if dtype == np.float32 else 1e-12 * scale
+    np.testing.assert_allclose(np.asarray(out, np.float64), expected, rtol=0, atol=tol)
+
+
+@needs_blas
+@pytest.mark.parametrize(("m", "k", "n"), [(0, 3, 4), (3, 0, 4), (3, 4, 0)])
+def test_empty_dimensions(rng, m, k, n):
+    a, b = operands(rng, m, k, n, False, False, np.float32)
+    out = jax.jit(blas.matmul)(a, b)
+    assert out.shape == (m, n)
+    np.testing.assert_array_equal(np.asarray(out), np.zeros((m, n), np.float32))
+
+
+@needs_blas
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_gradients_equal_those_of_xlas_dot(rng, transpose_a, transpose_b):
+    a, b = operands(rng, 6, 9, 4, transpose_a, transpose_b, np.float64)
+
+    def loss(a, b):
+        product = blas.matmul(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
+        return jnp.sum(jnp.sin(product) * jnp.arange(product.size).reshape(product.shape))
+
+    def make_grad():  # a new function each time: JAX caches traces by function
+        return jax.grad(lambda a, b: loss(a, b), argnums=(0, 1))
+
+    assert "jaxrnn_blas_gemm" in lowered_text(make_grad(), a, b)
+    grads = jax.jit(make_grad())(a, b)
+    with blas.use(False):
+        assert "jaxrnn_blas_gemm" not in lowered_text(make_grad(), a, b)
+        expected = jax.jit(make_grad())(a, b)
+    for got, want in zip(grads, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@needs_blas
+def test_vmap_over_either_operand_both_and_nested(rng):
+    a, b = operands(rng, 5, 7, 3, False, False, np.float64, batch=(4,))
+    expected = oracle(a, b, False, False)
+    np.testing.assert_allclose(jax.vmap(blas.matmul)(a, b), expected, atol=1e-12)
+    np.testing.assert_allclose(
+        jax.vmap(lambda x: blas.matmul(x, b[0]))(a), oracle(a, b[0], False, False), atol=1e-12
+    )
+    np.testing.assert_allclose(
+        jax.vmap(lambda y: blas.matmul(a[0], y, transpose_a=False))(b),
+        oracle(a[0], b, False, False),
+        atol=1e-12,
+    )
+    # Every a with every b: a (4, 5, 7) mapped inside, b (3, 7, 3) mapped outside.
+    b3 = b[:3]
+    outer = jax.vmap(jax.vmap(blas.matmul, in_axes=(0, None)), in_axes=(None, 0))(a, b3)
+    np.testing.assert_allclose(outer, np.einsum("imk,jkn->jimn", a, b3), atol=1e-12)
+
+
+@needs_blas
+def test_batched_operands_inside_a_scan(rng):
+    a, b = operands(rng, 8, 6, 5, False, False, np.float32, batch=(3,))
+
+    def body(acc, _):
+        return acc + blas.matmul(a, b), None
+
+    total, _ = jax.jit(lambda: jax.lax.scan(body, jnp.zeros((3, 8, 5), jnp.float32), None, 4))()
+    np.testing.assert_allclose(total, 4 * oracle(a, b, False, False), rtol=1e-5, atol=1e-4)
+
+
+def test_other_dtypes_use_xlas_dot(rng):
+    a, b = operands(rng, 3, 4, 2, False, False, np.float32)
+    a16, b16 = jnp.asarray(a, jnp.bfloat16), jnp.asarray(b, jnp.bfloat16)
+    assert "jaxrnn_blas_gemm" not in lowered_text(blas.matmul, a16, b16)
+    out = blas.matmul(a16, b16)
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(out, np.float64), a @ b, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize(
+    ("a_shape", "b_shape", "kwargs", "error", "words"),
+    [
+        ((3,), (3, 2), {}, ValueError, "rank >= 2"),
+        ((2, 3, 4), (4, 5), {}, ValueError, "rank >= 2"),
+        ((2, 3, 4), (3, 4, 5), {}, ValueError, "leading (batch) axes must match"),
+        ((3, 4), (5, 2), {}, ValueError, "contracted axes differ, 4 in a (3, 4) and 5"),
+        ((3, 4), (3, 2), {"transpose_b": True}, ValueError, "contracted axes differ"),
+        ((3, 4), (4, 2), {"transpose_a": 1}, TypeError, "transpose_a=...): expected True or"),
+    ],
+)
+def test_bad_arguments_are_named(a_shape, b_shape, kwargs, error, words):
+    with pytest.raises(error) as info:
+        blas.matmul(jnp.ones(a_shape), jnp.ones(b_shape), **kwargs)
+    assert words in str(info.value)
+
+
+def test_mixed_dtypes_and_a_non_bool_switch_are_named():
+    with pytest.raises(TypeError, match="expected one dtype, got float32 and float64"):
+        blas.matmul(jnp.ones((2, 2), jnp.float32), jnp.ones((2, 2), jnp.float64))
+    switch = blas.use("no")
+    with pytest.raises(TypeError, match=r"use\(enabled\): expected True or False, got 'no'"):
+        switch.__enter__()
+
+
+def test_environment_switch_turns_it_off():
+    code = "from jaxrnn import blas; print(blas.available(), blas.status())"
+    env = {**os.environ, "JAXRNN_BLAS": "xla"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("False switched off by JAXRNN_BLAS")
+
+
+@needs_blas
+@pytest.mark.parametrize("make_cell", [jaxrnn.lstm, jaxrnn.gru, jaxrnn.elman])
+def test_the_fused_path_uses_it_and_agrees_with_xlas_dot(rng, make_cell):
+    """Both passes of the fused kernels call oneMKL, and give XLA's values to rounding.
+
+    (``test_fused.py`` compares this path with autodiff of the cell to 1e-10.)
+    """
+    cell = make_cell(6)
+    params = cell.init(jax.random.key(0), 4)
+    xs = jnp.asarray(rng.standard_normal((5, 3, 4)), jnp.float32)
+    carry = cell.zero_carry((3,))
+    assert fused.supports(cell, params, xs, carry)
+
+    def make_grad():  # a new function each time: JAX caches traces by function
+        def loss(params, xs):
+            return jnp.sum(jnp.tanh(jaxrnn.unroll(cell, params, xs, carry)[1]))
+
+        return jax.grad(loss, argnums=(0, 1))
+
+    # The projection, the steps of both loops, and the weight and input gradients.
+    assert lowered_text(make_grad(), params, xs).count("jaxrnn_blas_gemm") >= 5
+    got = jax.jit(make_grad())(params, xs)
+    with blas.use(False):
+        assert "jaxrnn_blas_gemm" not in lowered_text(make_grad(), params, xs)
+        expected = jax.jit(make_grad())(params, xs)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
