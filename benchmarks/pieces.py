@@ -6,8 +6,9 @@ same matmuls in PyTorch, and the whole passes beside PyTorch's.
     python benchmarks/pieces.py lstm --quiet 0.05
 
 Every piece is timed as ``run.py`` times contenders (interleaved rounds, the
-median). The matmul pieces, each as XLA runs it (compiled alone) and as
-PyTorch runs it (``torch.matmul``, oneDNN/MKL, all cores):
+median). The matmul pieces, each compiled alone, with XLA's own dot and with
+oneMKL's (``jaxrnn.blas``, what jaxrnn uses on a CPU when it is installed),
+and as PyTorch runs them (``torch.matmul``, oneDNN/MKL, all cores):
 
 - ``projection``: the input projection ``(T·B, I) x (I, 4H)`` of all steps;
 - ``step matmuls``: T dependent ``(B, H) x (H, 4H)`` matmuls, the forward loop's
@@ -16,10 +17,10 @@ PyTorch runs it (``torch.matmul``, oneDNN/MKL, all cores):
 - ``weight gradients``: ``dW_ih = Xᵀ dG`` and ``dW_hh = H_prevᵀ dG``, two
   ``(K, T·B) x (T·B, 4H)`` matmuls.
 
-Their sum is the floor of the training pass that XLA's matmuls allow; the
+Their sum is the floor of the training pass that those matmuls allow; the
 whole passes follow: jaxrnn's forward (nothing stored) and training pass (the
-gradient of ``sum(ys)``), and PyTorch's ``nn.LSTM`` with its oneDNN RNN
-primitive (its default on a CPU) and without it (``pytorch-aten``).
+gradient of ``sum(ys)``) with either dot, and PyTorch's ``nn.LSTM`` with its
+oneDNN RNN primitive (its default on a CPU) and without it (``pytorch-aten``).
 """
 
 from __future__ import annotations
@@ -36,29 +37,31 @@ import run as runner
 from workloads import WORKLOADS, tiny
 
 
-def _xla_pieces(w, params, xs):
-    """The matmul pieces and the whole passes of jaxrnn, as functions of ``(params, xs)``."""
+def _jax_pieces(w, params, xs):
+    """The matmul pieces and the whole passes of jaxrnn, as functions of ``(params, xs)``;
+    their matmuls are ``jaxrnn.blas.matmul``'s, so ``blas.use`` picks the dot when they
+    are traced."""
     import jax
     import jax.numpy as jnp
     from jax import lax
 
     import jaxrnn
+    from jaxrnn.blas import matmul
 
     cell = jaxrnn.lstm(w.hidden_size)
     rows = w.time * w.batch
     gates0 = jnp.zeros((w.batch, 4 * w.hidden_size), jnp.float32)
     dgates = jnp.ones((rows, 4 * w.hidden_size), jnp.float32)
     h_prev = jnp.ones((rows, w.hidden_size), jnp.float32)
-    over_rows = (((0,), (0,)), ((), ()))
 
     def projection(p, xs):
-        return xs @ p.w_ih
+        return matmul(xs.reshape(rows, -1), p.w_ih)
 
     def step_matmuls(p, xs):
         # The whole (B, 4H) product feeds the next step, so no slice of it can be
         # skipped; its first H columns are the next step's input.
         def body(g, _):
-            return g[:, : w.hidden_size] @ p.w_hh, None
+            return matmul(g[:, : w.hidden_size], p.w_hh), None
 
         return lax.scan(body, gates0, None, length=w.time)[0]
 
@@ -66,13 +69,13 @@ def _xla_pieces(w, params, xs):
         w_t = p.w_hh.T
 
         def body(g, _):
-            return jnp.tile(g @ w_t, 4), None
+            return jnp.tile(matmul(g, w_t), 4), None
 
         return lax.scan(body, gates0, None, length=w.time)[0]
 
     def weight_gradients(p, xs):
         x2 = xs.reshape(rows, -1)
-        return lax.dot_general(x2, dgates, over_rows), lax.dot_general(h_prev, dgates, over_rows)
+        return matmul(x2, dgates, transpose_a=True), matmul(h_prev, dgates, transpose_a=True)
 
     def forward(p, xs):
         return jaxrnn.unroll(cell, p, xs)[1]
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax
 
     import jaxrnn
+    from jaxrnn import blas
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workload", nargs="?", default="lstm", choices=["lstm", "lstm-512"])
@@ -143,11 +147,14 @@ def main(argv: list[str] | None = None) -> int:
     params = jaxrnn.lstm(w.hidden_size).init(jax.random.key(0), w.input_size)
 
     benches = {}
-    for name, fn in _xla_pieces(w, params, xs).items():
-        compiled = jax.jit(fn).lower(params, xs).compile()
-        benches[f"xla {name}"] = contenders.Bench(
-            lambda c=compiled: jax.block_until_ready(c(params, xs))
-        )
+    dots = {"xla": False, "mkl": True} if blas.available() else {"xla": False}
+    for dot, use_blas in dots.items():
+        with blas.use(use_blas):  # fresh functions, traced here
+            for name, fn in _jax_pieces(w, params, xs).items():
+                compiled = jax.jit(fn).lower(params, xs).compile()
+                benches[f"{dot} {name}"] = contenders.Bench(
+                    lambda c=compiled: jax.block_until_ready(c(params, xs))
+                )
     torch_ok = contenders.unavailable("pytorch", w, "cpu") is None
     if torch_ok:
         for name, fn in _torch_pieces(w, data["xs"]).items():
@@ -159,21 +166,32 @@ def main(argv: list[str] | None = None) -> int:
     ms = {name: 1e3 * statistics.median(times) for name, times in samples.items()}
 
     print(f"{w.name}: {w.sizes}; other processes' share of the cores: {summary['others_cpu']}")
-    print("\n| matmuls | XLA ms | PyTorch ms | XLA / PyTorch |\n|---|---:|---:|---:|")
+    print(f"jaxrnn.blas: {blas.status()}")
+
+    def cell(value):
+        return "—" if value is None else f"{value:.2f}"
+
+    def ratio(a, b):
+        return None if a is None or b is None else a / b
+
+    print("\n| matmuls | XLA ms | oneMKL ms | PyTorch ms | XLA / PyTorch | oneMKL / PyTorch |")
+    print("|---|---:|---:|---:|---:|---:|")
     matmuls = ("projection", "step matmuls", "backward step matmuls", "weight gradients")
     for name in matmuls:
-        ours, theirs = ms[f"xla {name}"], ms.get(f"torch {name}")
-        cells = ("—", "—") if theirs is None else (f"{theirs:.2f}", f"{ours / theirs:.2f}")
-        print(f"| {name} | {ours:.2f} | {cells[0]} | {cells[1]} |")
-    floor = sum(ms[f"xla {name}"] for name in matmuls)
-    print(f"\nXLA's matmuls of a training pass add up to {floor:.2f} ms.")
-    print("\n| pass | jaxrnn ms | PyTorch (oneDNN RNN) ms | PyTorch ATen ms |")
-    print("|---|---:|---:|---:|")
+        xla, mkl, torch_ms = (ms.get(f"{who} {name}") for who in ("xla", "mkl", "torch"))
+        cells = (xla, mkl, torch_ms, ratio(xla, torch_ms), ratio(mkl, torch_ms))
+        print(f"| {name} | " + " | ".join(map(cell, cells)) + " |")
+    for dot, label in (("xla", "XLA's"), ("mkl", "oneMKL's")):
+        if f"{dot} projection" in ms:
+            floor = sum(ms[f"{dot} {name}"] for name in matmuls)
+            print(f"\n{label} matmuls of a training pass add up to {floor:.2f} ms.")
+    print("\n| pass | jaxrnn (XLA dot) ms | jaxrnn (oneMKL) ms | PyTorch (oneDNN RNN) ms |", end="")
+    print(" PyTorch ATen ms |\n|---|---:|---:|---:|---:|")
     for pass_ in contenders.PASSES:
-        ours = ms["xla forward" if pass_ == "forward" else "xla train"]
-        peers = [ms.get(f"{peer} {pass_}") for peer in ("pytorch", "pytorch-aten")]
-        cells = ["—" if p is None else f"{p:.2f}" for p in peers]
-        print(f"| {pass_} | {ours:.2f} | {cells[0]} | {cells[1]} |")
+        ours = "forward" if pass_ == "forward" else "train"
+        values = [ms.get(f"{dot} {ours}") for dot in ("xla", "mkl")]
+        values += [ms.get(f"{peer} {pass_}") for peer in ("pytorch", "pytorch-aten")]
+        print(f"| {pass_} | " + " | ".join(map(cell, values)) + " |")
     return 0
 
 

@@ -29,6 +29,12 @@ float64); the fused path is faster because of where the work goes:
   ``(G + 2)·T·B·H`` numbers (the LSTM's ``(G + 3)·T·B·H``) to ``2·T·B·H``,
   for little time.
 
+- **oneMKL on a CPU** (``jaxrnn.blas``, where installed): every matmul in the
+  data's dtype is a custom call into oneMKL, and the LSTM's forward pass when
+  nothing is differentiated is one custom call for the whole loop (each thread
+  runs all steps for its own rows of the batch, with ``w_hh`` packed once).
+  Elsewhere, and with ``jaxrnn.blas.use(False)``, XLA's dot and the scan.
+
 - **bfloat16 matmuls** (``compute_dtype=jnp.bfloat16``). Every matmul of both
   passes casts its inputs (the weights once, before the loops) and
   accumulates in the data's dtype; everything else stays in the data's dtype.
@@ -456,7 +462,15 @@ def _scan_in_place(config: _Config, body, carry, buffers, xs, *, backward: bool)
 # --------------------------------------------------------------------------- forward
 
 
-def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array | None, keep: str):
+def _forward(
+    config: _Config,
+    params: Any,
+    xs: Array,
+    carry: Any,
+    valid: Array | None,
+    keep: str,
+    projected: Any = None,
+):
     """The forward scan: ``(final_carry, ys, saved)``.
 
     ``keep`` says what ``saved`` holds for the backward pass: ``"nothing"`` (a
@@ -466,12 +480,28 @@ def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array |
     ``_activations`` returns them, written over the projected inputs (for an
     Elman cell, nothing when its activation is in ``_SLOPES``); for the LSTM,
     ``_lstm_grad_factors``' ``(k, k_c, f)`` instead, ``k`` written over the
-    projected inputs.
+    projected inputs. ``projected`` is ``_project``'s, if already computed.
+
+    An LSTM's plain forward pass on a CPU with ``jaxrnn.blas`` is one custom
+    call (``blas.lstm_forward``) instead of the scan.
     """
     dtype = xs.dtype
-    projected = _project(config, params, xs)  # (T, B, G·H): large matmuls before the loop
+    if projected is None:  # (T, B, G·H): large matmuls before the loop
+        projected = _project(config, params, xs)
     loop_params = params._replace(w_hh=_weights(config, params.w_hh))
     is_lstm = config.kind == "lstm"
+    if is_lstm and keep == "nothing" and config.blas and dtype in (jnp.float32, jnp.float64):
+        # On a CPU, the whole loop as one oneMKL custom call (elsewhere the scan below).
+        def on_cpu(projected, carry, valid):
+            ys, h, c = blas.lstm_forward(
+                projected, params.w_hh, params.b, *carry, valid, reverse=config.reverse
+            )
+            return (h, c), ys, None
+
+        def elsewhere(projected, carry, valid):
+            return _forward(config._replace(blas=False), params, xs, carry, valid, keep, projected)
+
+        return lax.platform_dependent(projected, carry, valid, cpu=on_cpu, default=elsewhere)
     buffers = (projected,) if is_lstm else projected
 
     def cell(carry, x_t, valid_t):

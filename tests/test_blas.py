@@ -213,3 +213,48 @@ def test_the_fused_path_uses_it_and_agrees_with_xlas_dot(rng, make_cell):
         expected = jax.jit(make_grad())(params, xs)
     for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+
+
+@needs_blas
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize(("T", "B", "H"), [(1, 1, 1), (6, 5, 3), (9, 33, 16)])
+def test_the_lstm_forward_kernel_equals_the_scan(rng, T, B, H, reverse, with_lengths):
+    """The inference pass of the fused LSTM, one custom call, against the fused scan
+    with XLA's dot, in float64: every output and the final carry."""
+    cell = jaxrnn.lstm(H)
+    params = jax.tree.map(lambda a: a.astype(np.float64), cell.init(jax.random.key(1), 4))
+    params = params._replace(b=jnp.asarray(rng.standard_normal(4 * H)))  # biases not zero
+    xs = jnp.asarray(rng.standard_normal((T, B, 4)))
+    carry = jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape)), cell.zero_carry((B,)))
+    lengths = jnp.asarray(rng.integers(0, T + 1, B)) if with_lengths else None
+
+    def make_forward():  # a new function each time: JAX caches traces by function
+        return lambda p, x, c: jaxrnn.unroll(cell, p, x, c, seq_lengths=lengths, reverse=reverse)
+
+    assert "jaxrnn_blas_lstm" in lowered_text(make_forward(), params, xs, carry)
+    got = jax.jit(make_forward())(params, xs, carry)
+    with blas.use(False):
+        expected = jax.jit(make_forward())(params, xs, carry)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+@needs_blas
+def test_the_lstm_forward_kernel_under_vmap_and_without_bias(rng):
+    cell = jaxrnn.lstm(4, use_bias=False)
+    params = jax.tree.map(lambda a: a.astype(np.float64), cell.init(jax.random.key(2), 3))
+    xs = jnp.asarray(rng.standard_normal((3, 5, 2, 3)))  # mapped over axis 1
+
+    def forward(x):
+        return jaxrnn.unroll(cell, params, x)[1]
+
+    got = jax.vmap(forward, in_axes=1)(xs)
+    with blas.use(False):
+        expected = jax.vmap(lambda x: jaxrnn.unroll(cell, params, x)[1], in_axes=1)(xs)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_lstm_forward_kernel_says_when_it_is_switched_off():
+    with blas.use(False), pytest.raises(RuntimeError, match="needs the oneMKL custom call"):
+        blas.lstm_forward(jnp.ones((2, 1, 4)), jnp.ones((1, 4)), None, *[jnp.ones((1, 1))] * 2)

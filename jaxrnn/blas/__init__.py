@@ -46,9 +46,10 @@ from jax import lax
 
 Array = jax.Array
 
-__all__ = ["active", "available", "matmul", "status", "use"]
+__all__ = ["active", "available", "lstm_forward", "matmul", "status", "use"]
 
 _TARGET = "jaxrnn_blas_gemm"
+_LSTM_TARGET = "jaxrnn_blas_lstm"
 _SOURCE = Path(__file__).with_name("gemm.cc")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -167,7 +168,9 @@ def _load() -> _Loaded:
             str(_compile(ffi.include_dir(), mkl)), mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND
         )
         _self_test(library.cblas_sgemm, library.cblas_dgemm)
-        ffi.register_ffi_target(_TARGET, ffi.pycapsule(library.jaxrnn_blas_gemm), platform="cpu")
+        for target in (_TARGET, _LSTM_TARGET):
+            handler = ffi.pycapsule(getattr(library, target))
+            ffi.register_ffi_target(target, handler, platform="cpu")
     except Exception as error:  # any failure leaves XLA's dot in place, with the reason
         return _Loaded(False, f"the oneMKL custom call is unavailable: {error}")
     _LIBRARIES.append(library)  # kept loaded for the process
@@ -332,3 +335,57 @@ def _matmul_bwd(transpose_a: bool, transpose_b: bool, residuals, g: Array):
 
 
 _matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+# --------------------------------------------------------------------------- an LSTM's forward
+
+
+def lstm_forward(
+    projected: Array,
+    w_hh: Array,
+    b: Array | None,
+    h0: Array,
+    c0: Array,
+    valid: Array | None = None,
+    *,
+    reverse: bool = False,
+) -> tuple[Array, Array, Array]:
+    r"""An LSTM over a whole sequence, forward only, as one custom call (CPU, oneMKL).
+
+    With :math:`x_t` = ``projected[t]`` (``xs @ w_ih``, the bias apart):
+    :math:`a_t = x_t + b + h_{t-1} W_{hh}`, :math:`[i, f, g, o] = [\sigma, \sigma,
+    \tanh, \sigma](a_t)`, :math:`c_t = f c_{t-1} + i g`, :math:`h_t = o \tanh c_t`,
+    with :math:`\sigma(a) = \tanh(a/2)/2 + 1/2` as ``jaxrnn.fused`` computes it.
+    Where ``valid[t, r]`` is false, sequence ``r`` keeps its carry and its output
+    is zero. Each thread runs every step for a band of the batch's rows (the rows
+    are independent sequences), so the steps need no synchronisation: one
+    ``(rows, H) x (H, 4H)`` oneMKL matmul, one vector ``tanh`` over the gates and
+    one over the cell state per step. Not differentiable (``jaxrnn.fused`` uses it
+    for passes that are not); for CPUs with the custom call (``active()``) only.
+
+    Args:
+      projected: ``(T, B, 4H)``, float32 or float64.
+      w_hh: ``(H, 4H)``.
+      b: ``(4H,)`` or ``None``.
+      h0, c0: ``(B, H)``.
+      valid: ``(T, B)`` bools, or ``None`` for all steps valid.
+      reverse: run from the last step to the first.
+
+    Returns:
+      ``(ys, h_T, c_T)``: ``(T, B, H)``, ``(B, H)``, ``(B, H)``.
+    """
+    if not active():
+        raise RuntimeError(f"lstm_forward needs the oneMKL custom call: {status()}")
+    steps, batch, gates = projected.shape
+    hidden = gates // 4
+    dtype = projected.dtype
+    b = jnp.zeros((gates,), dtype) if b is None else b
+    has_valid = valid is not None
+    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    results = (
+        jax.ShapeDtypeStruct((steps, batch, hidden), dtype),
+        jax.ShapeDtypeStruct((batch, hidden), dtype),
+        jax.ShapeDtypeStruct((batch, hidden), dtype),
+    )
+    call = jax.ffi.ffi_call(_LSTM_TARGET, results, vmap_method="sequential")
+    return call(projected, w_hh, b, h0, c0, valid, reverse=bool(reverse), has_valid=has_valid)
