@@ -64,7 +64,12 @@ def test_the_step_carries_the_state_across_windows(char_data):
     new_state, metrics = step(state, inputs, targets)
     loss_fn = jax.jit(model.loss)
     want_loss, want_carry = loss_fn(state.params, inputs, targets, state.carry)
-    assert_same_tree(new_state.carry, want_carry)
+    # The loss alone is another program (on a CPU with oneMKL, the LSTM's forward
+    # loop is one custom call), equal to float32 rounding, not bit for bit.
+    for got, want in zip(
+        jax.tree.leaves(new_state.carry), jax.tree.leaves(want_carry), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(float(metrics.loss), float(want_loss), rtol=1e-6)
     assert int(new_state.step) == 1 and bool(metrics.finite)
     assert float(metrics.learning_rate) == 0.0  # the warm-up starts at zero
