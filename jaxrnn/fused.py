@@ -229,7 +229,7 @@ def unroll(
         kind = "gru-after" if spec.reset_after else "gru-before"
     accumulate = None if compute_dtype is None else jnp.dtype(xs.dtype)
     compute = None if compute_dtype is None else jnp.dtype(compute_dtype)
-    use_blas = compute is None and blas.active()
+    use_blas = compute is None and blas.active(xs.dtype)
     config = _Config(
         kind, spec.activation, bool(reverse), unroll, bool(remat), compute, accumulate, use_blas
     )
@@ -483,17 +483,16 @@ def _forward(
     projected inputs. ``projected`` is ``_project``'s, if already computed.
 
     An LSTM's plain forward pass on a CPU with ``jaxrnn.blas`` is one custom
-    call (``blas.lstm_forward``) instead of the scan.
+    call (``blas._lstm_forward``) instead of the scan.
     """
     dtype = xs.dtype
     if projected is None:  # (T, B, G·H): large matmuls before the loop
         projected = _project(config, params, xs)
-    loop_params = params._replace(w_hh=_weights(config, params.w_hh))
     is_lstm = config.kind == "lstm"
-    if is_lstm and keep == "nothing" and config.blas and dtype in (jnp.float32, jnp.float64):
+    if is_lstm and keep == "nothing" and config.blas:
         # On a CPU, the whole loop as one oneMKL custom call (elsewhere the scan below).
         def on_cpu(projected, carry, valid):
-            ys, h, c = blas.lstm_forward(
+            ys, h, c = blas._lstm_forward(
                 projected, params.w_hh, params.b, *carry, valid, reverse=config.reverse
             )
             return (h, c), ys, None
@@ -502,6 +501,7 @@ def _forward(
             return _forward(config._replace(blas=False), params, xs, carry, valid, keep, projected)
 
         return lax.platform_dependent(projected, carry, valid, cpu=on_cpu, default=elsewhere)
+    loop_params = params._replace(w_hh=_weights(config, params.w_hh))
     buffers = (projected,) if is_lstm else projected
 
     def cell(carry, x_t, valid_t):

@@ -257,4 +257,4 @@ def test_the_lstm_forward_kernel_under_vmap_and_without_bias(rng):
 
 def test_the_lstm_forward_kernel_says_when_it_is_switched_off():
     with blas.use(False), pytest.raises(RuntimeError, match="needs the oneMKL custom call"):
-        blas.lstm_forward(jnp.ones((2, 1, 4)), jnp.ones((1, 4)), None, *[jnp.ones((1, 1))] * 2)
+        blas._lstm_forward(jnp.ones((2, 1, 4)), jnp.ones((1, 4)), None, *[jnp.ones((1, 1))] * 2)

@@ -46,7 +46,7 @@ from jax import lax
 
 Array = jax.Array
 
-__all__ = ["active", "available", "lstm_forward", "matmul", "status", "use"]
+__all__ = ["active", "available", "matmul", "status", "use"]
 
 _TARGET = "jaxrnn_blas_gemm"
 _LSTM_TARGET = "jaxrnn_blas_lstm"
@@ -150,6 +150,9 @@ def _self_test(sgemm: Any, dgemm: Any) -> None:
             raise RuntimeError("oneMKL's test product is wrong")
 
 
+_LIBRARIES: list[ctypes.CDLL] = []  # the custom call's library, kept loaded
+
+
 @functools.cache
 def _load() -> _Loaded:
     """Find oneMKL, compile and register the custom call; once per process."""
@@ -177,9 +180,6 @@ def _load() -> _Loaded:
     return _Loaded(True, f"oneMKL {importlib.metadata.version('mkl')} ({mkl[-1].parent})")
 
 
-_LIBRARIES: list[ctypes.CDLL] = []  # the custom call's library, kept loaded
-
-
 # --------------------------------------------------------------------------- public
 
 
@@ -188,18 +188,42 @@ def available() -> bool:
 
     Returns:
       ``True`` when ``matmul`` lowers to oneMKL on a CPU.
+
+    Examples:
+      >>> from jaxrnn import blas
+      >>> blas.available() == blas.status().startswith("oneMKL")
+      True
     """
     return _load().ok
 
 
-def active() -> bool:
-    """Whether functions traced now use the custom call: ``available()`` and not ``use(False)``."""
-    return _use and available()
+def active(dtype: Any = None) -> bool:
+    """Whether functions traced now use the custom call: ``available()`` and not
+    ``use(False)``, and, given a ``dtype``, for data of that dtype (float32 or
+    float64; any other is XLA's).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> from jaxrnn import blas
+      >>> with blas.use(False):
+      ...     blas.active()
+      False
+      >>> blas.active() == blas.available(), blas.active(jnp.bfloat16)
+      (True, False)
+    """
+    return _use and (dtype is None or np.dtype(dtype) in _DTYPES) and available()
 
 
 def status() -> str:
     """What the CPU matmuls use, and why: ``"oneMKL 2026.2.0 (/path/to/its/lib)"``,
-    or the reason XLA's dot is used instead."""
+    or the reason XLA's dot is used instead.
+
+    Examples:
+      >>> from jaxrnn import blas
+      >>> with blas.use(False):
+      ...     blas.status()
+      "switched off by jaxrnn.blas.use(False); XLA's dot is used"
+    """
     loaded = _load()
     if loaded.ok and not _use:
         return "switched off by jaxrnn.blas.use(False); XLA's dot is used"
@@ -262,7 +286,7 @@ def matmul(a: Array, b: Array, *, transpose_a: bool = False, transpose_b: bool =
     """
     a, b = jnp.asarray(a), jnp.asarray(b)
     _check(a, b, transpose_a, transpose_b)
-    if not (active() and a.dtype in _DTYPES):
+    if not active(a.dtype):
         return _dot(a, b, transpose_a, transpose_b)
     return _matmul(a, b, bool(transpose_a), bool(transpose_b))
 
@@ -340,7 +364,7 @@ _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 # --------------------------------------------------------------------------- an LSTM's forward
 
 
-def lstm_forward(
+def _lstm_forward(
     projected: Array,
     w_hh: Array,
     b: Array | None,
@@ -360,8 +384,9 @@ def lstm_forward(
     is zero. Each thread runs every step for a band of the batch's rows (the rows
     are independent sequences), so the steps need no synchronisation: one
     ``(rows, H) x (H, 4H)`` oneMKL matmul, one vector ``tanh`` over the gates and
-    one over the cell state per step. Not differentiable (``jaxrnn.fused`` uses it
-    for passes that are not); for CPUs with the custom call (``active()``) only.
+    one over the cell state per step. Not differentiable: ``jaxrnn.fused`` calls
+    it, with checked arguments, for passes that are not, on CPUs with the custom
+    call (``active()``) only.
 
     Args:
       projected: ``(T, B, 4H)``, float32 or float64.
@@ -375,7 +400,7 @@ def lstm_forward(
       ``(ys, h_T, c_T)``: ``(T, B, H)``, ``(B, H)``, ``(B, H)``.
     """
     if not active():
-        raise RuntimeError(f"lstm_forward needs the oneMKL custom call: {status()}")
+        raise RuntimeError(f"_lstm_forward needs the oneMKL custom call: {status()}")
     steps, batch, gates = projected.shape
     hidden = gates // 4
     dtype = projected.dtype

@@ -1,10 +1,12 @@
-// jaxrnn's CPU matmuls: an XLA FFI custom call into a CBLAS library (oneMKL).
+// jaxrnn's CPU kernels: XLA FFI custom calls into oneMKL, float32 and float64.
 //
-// out[i] = op(a[i]) @ op(b[i]) for every index i of the leading (batch) axes,
-// op being the identity or the transpose. Float32 and float64, row-major. The
-// BLAS runs single-threaded; each product is split into column (or row)
-// blocks that run on XLA's own intra-op threads, so no second thread pool
-// competes with XLA's for the cores.
+// - jaxrnn_blas_gemm: out[i] = op(a[i]) @ op(b[i]) for every index i of the
+//   leading (batch) axes, op the identity or the transpose, row-major.
+// - jaxrnn_blas_lstm: an LSTM's forward pass over a whole sequence.
+//
+// oneMKL runs single-threaded; the work is cut into bands (of a product's
+// columns or rows, of the LSTM's batch rows) that run on XLA's own intra-op
+// threads, so no second thread pool competes with XLA's for the cores.
 //
 // Built by jaxrnn/blas/__init__.py, linked to oneMKL's LP64, sequential and core
 // libraries and loaded with RTLD_DEEPBIND, so that its oneMKL calls reach these
@@ -189,11 +191,11 @@ ffi::Error Gemm(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
   switch (a.element_type()) {
     case ffi::DataType::F32:
       RunGemm<float>(pool, ta, tb, M, N, K, a.typed_data<float>(), a1, a_off,
-                 b.typed_data<float>(), b1, b_off, out->typed_data<float>());
+                     b.typed_data<float>(), b1, b_off, out->typed_data<float>());
       break;
     case ffi::DataType::F64:
       RunGemm<double>(pool, ta, tb, M, N, K, a.typed_data<double>(), a1, a_off,
-                  b.typed_data<double>(), b1, b_off, out->typed_data<double>());
+                      b.typed_data<double>(), b1, b_off, out->typed_data<double>());
       break;
     default:
       return ffi::Error::InvalidArgument("jaxrnn_blas_gemm: float32 or float64 only");
