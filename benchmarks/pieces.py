@@ -169,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"jaxrnn.blas: {blas.status()}")
 
     def cell(value):
-        return "—" if value is None else f"{value:.2f}"
+        if value is None:
+            return "—"
+        # Two decimals, or two significant digits below 0.1: a toy size's ms are not "0.00".
+        return f"{value:.2f}" if value >= 0.1 else f"{value:.2g}"
 
     def ratio(a, b):
         return None if a is None or b is None else a / b
