@@ -32,7 +32,8 @@ float64); the fused path is faster because of where the work goes:
 - **oneMKL on a CPU** (``jaxrnn.blas``, where installed): every matmul in the
   data's dtype is a custom call into oneMKL, and the LSTM's forward pass when
   nothing is differentiated is one custom call for the whole loop (each thread
-  runs all steps for its own rows of the batch, with ``w_hh`` packed once).
+  runs all steps for its own rows of the batch, projecting each step's inputs
+  in the loop, with the weights packed once).
   Elsewhere, and with ``jaxrnn.blas.use(False)``, XLA's dot and the scan.
 
 - **bfloat16 matmuls** (``compute_dtype=jnp.bfloat16``). Every matmul of both
@@ -483,24 +484,26 @@ def _forward(
     projected inputs. ``projected`` is ``_project``'s, if already computed.
 
     An LSTM's plain forward pass on a CPU with ``jaxrnn.blas`` is one custom
-    call (``blas._lstm_forward``) instead of the scan.
+    call (``blas._lstm_forward``), its input projection included, instead of the
+    projection and the scan.
     """
     dtype = xs.dtype
-    if projected is None:  # (T, B, G·H): large matmuls before the loop
-        projected = _project(config, params, xs)
     is_lstm = config.kind == "lstm"
-    if is_lstm and keep == "nothing" and config.blas:
-        # On a CPU, the whole loop as one oneMKL custom call (elsewhere the scan below).
-        def on_cpu(projected, carry, valid):
+    if is_lstm and keep == "nothing" and config.blas and projected is None:
+        # On a CPU, the whole loop with its input projection as one oneMKL custom
+        # call (elsewhere the scan below).
+        def on_cpu(xs, carry, valid):
             ys, h, c = blas._lstm_forward(
-                projected, params.w_hh, params.b, *carry, valid, reverse=config.reverse
+                xs, params.w_ih, params.w_hh, params.b, *carry, valid, reverse=config.reverse
             )
             return (h, c), ys, None
 
-        def elsewhere(projected, carry, valid):
-            return _forward(config._replace(blas=False), params, xs, carry, valid, keep, projected)
+        def elsewhere(xs, carry, valid):
+            return _forward(config._replace(blas=False), params, xs, carry, valid, keep)
 
-        return lax.platform_dependent(projected, carry, valid, cpu=on_cpu, default=elsewhere)
+        return lax.platform_dependent(xs, carry, valid, cpu=on_cpu, default=elsewhere)
+    if projected is None:  # (T, B, G·H): large matmuls before the loop
+        projected = _project(config, params, xs)
     loop_params = params._replace(w_hh=_weights(config, params.w_hh))
     buffers = (projected,) if is_lstm else projected
 

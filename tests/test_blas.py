@@ -218,10 +218,16 @@ def test_the_fused_path_uses_it_and_agrees_with_xlas_dot(rng, make_cell):
 @needs_blas
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("with_lengths", [False, True])
-@pytest.mark.parametrize(("T", "B", "H"), [(1, 1, 1), (6, 5, 3), (9, 33, 16)])
+@pytest.mark.parametrize(
+    ("T", "B", "H"), [(1, 1, 1), (6, 5, 3), (9, 33, 48), (9, 33, 90), (70, 33, 90)]
+)
 def test_the_lstm_forward_kernel_equals_the_scan(rng, T, B, H, reverse, with_lengths):
     """The inference pass of the fused LSTM, one custom call, against the fused scan
-    with XLA's dot, in float64: every output and the final carry."""
+    with XLA's dot, in float64: every output and the final carry. The kernel cuts
+    the first three sizes' steps by rows (a step's matmul below 2**20
+    multiply-adds) and the last two's by columns, on two or more threads: two
+    bands of 32 and 58 units, which at T=70 project their inputs in 2 and 3
+    chunks of steps."""
     cell = jaxrnn.lstm(H)
     params = jax.tree.map(lambda a: a.astype(np.float64), cell.init(jax.random.key(1), 4))
     params = params._replace(b=jnp.asarray(rng.standard_normal(4 * H)))  # biases not zero
@@ -257,4 +263,6 @@ def test_the_lstm_forward_kernel_under_vmap_and_without_bias(rng):
 
 def test_the_lstm_forward_kernel_says_when_it_is_switched_off():
     with blas.use(False), pytest.raises(RuntimeError, match="needs the oneMKL custom call"):
-        blas._lstm_forward(jnp.ones((2, 1, 4)), jnp.ones((1, 4)), None, *[jnp.ones((1, 1))] * 2)
+        blas._lstm_forward(
+            jnp.ones((2, 1, 3)), jnp.ones((3, 4)), jnp.ones((1, 4)), None, *[jnp.ones((1, 1))] * 2
+        )

@@ -92,10 +92,25 @@ def _cache_dir() -> Path:
     return Path(base) / "jaxrnn"
 
 
+def _vector_flags() -> list[str]:
+    """``-mavx2 -mfma`` on an x86-64 CPU that has them (``/proc/cpuinfo``), else none."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE)
+    if flags is None or not {"avx2", "fma"} <= set(flags.group(1).split()):
+        return []
+    return ["-mavx2", "-mfma"]
+
+
 def _compile(include_dir: str, mkl: list[Path]) -> Path:
     """The custom call's shared library, compiled once per source, jaxlib, oneMKL and compiler."""
     compiler = os.environ.get("CXX", "c++")
-    flags = ["-O2", "-std=c++17", "-shared", "-fPIC", "-I", include_dir]
+    # -O3: GCC's -O2 leaves the gate loops scalar (it will not version them for
+    # aliasing); they took as long as each step's matmul. The flags, part of the
+    # cache key, name the vector extensions of the CPU that compiles.
+    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", *_vector_flags(), "-I", include_dir]
     # --no-as-needed: the libraries are needed at load time even where, as for
     # mkl_core, nothing in gemm.cc names them directly.
     link = ["-Wl,--no-as-needed", f"-L{mkl[0].parent}", f"-Wl,-rpath,{mkl[0].parent}"]
@@ -365,7 +380,8 @@ _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 def _lstm_forward(
-    projected: Array,
+    xs: Array,
+    w_ih: Array,
     w_hh: Array,
     b: Array | None,
     h0: Array,
@@ -376,20 +392,30 @@ def _lstm_forward(
 ) -> tuple[Array, Array, Array]:
     r"""An LSTM over a whole sequence, forward only, as one custom call (CPU, oneMKL).
 
-    With :math:`x_t` = ``projected[t]`` (``xs @ w_ih``, the bias apart):
-    :math:`a_t = x_t + b + h_{t-1} W_{hh}`, :math:`[i, f, g, o] = [\sigma, \sigma,
-    \tanh, \sigma](a_t)`, :math:`c_t = f c_{t-1} + i g`, :math:`h_t = o \tanh c_t`,
-    with :math:`\sigma(a) = \tanh(a/2)/2 + 1/2` as ``jaxrnn.fused`` computes it.
-    Where ``valid[t, r]`` is false, sequence ``r`` keeps its carry and its output
-    is zero. Each thread runs every step for a band of the batch's rows (the rows
-    are independent sequences), so the steps need no synchronisation: one
-    ``(rows, H) x (H, 4H)`` oneMKL matmul, one vector ``tanh`` over the gates and
-    one over the cell state per step. Not differentiable: ``jaxrnn.fused`` calls
-    it, with checked arguments, for passes that are not, on CPUs with the custom
-    call (``active()``) only.
+    :math:`a_t = b + x_t W_{ih} + h_{t-1} W_{hh}`, :math:`[i, f, g, o] = [\sigma,
+    \sigma, \tanh, \sigma](a_t)`, :math:`c_t = f c_{t-1} + i g`, :math:`h_t = o
+    \tanh c_t`, with :math:`\sigma(a) = \tanh(a/2)/2 + 1/2` as ``jaxrnn.fused``
+    computes it. Where ``valid[t, r]`` is false, sequence ``r`` keeps its carry and
+    its output is zero. The work of a step is cut among XLA's threads:
+
+    - **by columns** (two bands of 16 hidden units or more, and a step's matmul of
+      at least 2**20 multiply-adds): a band of hidden units owns its columns of
+      all four gates, its slices of ``w_hh`` (packed once) and ``w_ih``, and
+      projects its inputs for a chunk of steps at a time, one large matmul into
+      2 MiB, never the whole ``(T, B, 4H)`` projection. Each core reads only its
+      slice of ``w_hh`` each step, and threads take one another's bands when one
+      lags; the bands synchronise at every step.
+    - **by rows** otherwise: each thread runs every step for a band of the
+      batch's rows (independent sequences), no synchronisation, per step a
+      ``(rows, I) x (I, 4H)`` and a ``(rows, H) x (H, 4H)`` matmul.
+
+    Then one vector ``tanh`` over the gates and one over the cell state. Not
+    differentiable: ``jaxrnn.fused`` calls it, with checked arguments, for passes
+    that are not, on CPUs with the custom call (``active()``) only.
 
     Args:
-      projected: ``(T, B, 4H)``, float32 or float64.
+      xs: ``(T, B, I)``, float32 or float64.
+      w_ih: ``(I, 4H)``.
       w_hh: ``(H, 4H)``.
       b: ``(4H,)`` or ``None``.
       h0, c0: ``(B, H)``.
@@ -401,10 +427,10 @@ def _lstm_forward(
     """
     if not active():
         raise RuntimeError(f"_lstm_forward needs the oneMKL custom call: {status()}")
-    steps, batch, gates = projected.shape
-    hidden = gates // 4
-    dtype = projected.dtype
-    b = jnp.zeros((gates,), dtype) if b is None else b
+    steps, batch, _ = xs.shape
+    hidden = w_hh.shape[0]
+    dtype = xs.dtype
+    b = jnp.zeros((4 * hidden,), dtype) if b is None else b
     has_valid = valid is not None
     valid = jnp.zeros((1, 1), bool) if valid is None else valid
     results = (
@@ -413,4 +439,14 @@ def _lstm_forward(
         jax.ShapeDtypeStruct((batch, hidden), dtype),
     )
     call = jax.ffi.ffi_call(_LSTM_TARGET, results, vmap_method="sequential")
-    return call(projected, w_hh, b, h0, c0, valid, reverse=bool(reverse), has_valid=has_valid)
+    return call(
+        xs,
+        w_ih,
+        w_hh,
+        b,
+        h0,
+        c0,
+        valid,
+        reverse=bool(reverse),
+        has_valid=has_valid,
+    )

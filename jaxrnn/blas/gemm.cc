@@ -250,17 +250,44 @@ void Tanh(int64_t n, const T* a, T* r) {
   }
 }
 
-// The LSTM over a whole sequence, forward only (the fused path's pass when nothing
-// is differentiated): a_t = x_t + b + h_{t-1} W_hh with x_t = projected[t],
-// [i f g o] = [σ σ tanh σ](a_t), c_t = f c_{t-1} + i g, h_t = o tanh(c_t), and
-// σ(a) = tanh(a/2)/2 + 1/2 as in fused.py. Past its length (valid[t, r] false) a
-// sequence keeps its carry and outputs zeros. The rows of the batch are independent
-// sequences, so each thread runs every step for a band of rows of its own: one
-// (rows, H) x (H, 4H) matmul and the gates per step, no synchronisation between steps.
+// One step's gates for n rows, from a = the pre-activations [i f g o] (n, 4H):
+// c_new = σ(f) c + σ(i) tanh(g), tanh_c = tanh(c_new); a is overwritten, its o
+// block left as tanh(o/2) for the caller's σ(o) = tanh(o/2)/2 + 1/2. Plain loops
+// over rows that the compiler vectorises; oneMKL's vector tanh for the rest.
 template <typename T>
-void LstmForward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, const T* projected,
-                 const T* w_hh, const T* bias, const T* h0, const T* c0, const bool* valid,
-                 bool reverse, T* ys, T* h_out, T* c_out) {
+void Gates(int64_t n, int64_t H, T* a, const T* c, T* c_new, T* tanh_c) {
+  const int64_t G = 4 * H;
+  for (int64_t r = 0; r < n; ++r) {  // σ's argument a/2 in the i, f and o blocks
+    T* __restrict row = a + r * G;
+    for (int64_t j = 0; j < 2 * H; ++j) row[j] *= T(0.5);
+    for (int64_t j = 3 * H; j < G; ++j) row[j] *= T(0.5);
+  }
+  Tanh<T>(n * G, a, a);
+  for (int64_t r = 0; r < n; ++r) {
+    const T* __restrict i = a + r * G;
+    const T* __restrict f = i + H;
+    const T* __restrict g = i + 2 * H;
+    const T* __restrict c_r = c + r * H;
+    T* __restrict out = c_new + r * H;
+    for (int64_t j = 0; j < H; ++j) {
+      out[j] = (f[j] * T(0.5) + T(0.5)) * c_r[j] + (i[j] * T(0.5) + T(0.5)) * g[j];
+    }
+  }
+  Tanh<T>(n * H, c_new, tanh_c);
+}
+
+// The LSTM's forward pass (see LstmForward) cut by rows: the rows of the batch are
+// independent sequences, so each thread runs every step for a band of rows of its
+// own, with no synchronisation between steps: per step two matmuls into the gates,
+// (rows, I) x (I, 4H) and (rows, H) x (H, 4H), both weights packed once per call.
+// For small steps only: a thread the pool starts late, or the system pauses, holds
+// the call up by all the steps of its rows (the cut by columns rebalances at every
+// step, at the price of a synchronisation per step).
+template <typename T>
+void LstmForwardByRows(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I, int64_t H,
+                       const T* xs, const T* w_ih, const T* w_hh, const T* bias, const T* h0,
+                       const T* c0, const bool* valid, bool reverse, T* ys, T* h_out,
+                       T* c_out) {
   const int64_t G = 4 * H;
   const int64_t bands = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), B));
   ParallelFor(pool, bands, [&](int64_t band) {
@@ -268,41 +295,27 @@ void LstmForward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, con
     if (n == 0) return;
     std::vector<T> a(n * G), h(h0 + r0 * H, h0 + (r0 + n) * H), c(c0 + r0 * H, c0 + (r0 + n) * H);
     std::vector<T> c_new(n * H), tanh_c(n * H);
-    const PackedMatrix<T> w(n, G, H, w_hh);  // packed once for all steps
+    // Packed once for all steps; no input matrix when I is 0 (a BLAS rejects k = 0).
+    std::unique_ptr<PackedMatrix<T>> w_x;
+    if (I > 0) w_x = std::make_unique<PackedMatrix<T>>(n, G, I, w_ih);
+    const PackedMatrix<T> w_h(n, G, H, w_hh);
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
-      const T* x = projected + (t * B + r0) * G;
+      for (int64_t r = 0; r < n; ++r) std::copy(bias, bias + G, a.data() + r * G);
+      if (w_x) w_x->MultiplyAdd(xs + (t * B + r0) * I, a.data());
+      w_h.MultiplyAdd(h.data(), a.data());
+      Gates(n, H, a.data(), c.data(), c_new.data(), tanh_c.data());
       for (int64_t r = 0; r < n; ++r) {
-        for (int64_t j = 0; j < G; ++j) a[r * G + j] = x[r * G + j] + bias[j];
-      }
-      w.MultiplyAdd(h.data(), a.data());
-      // σ of the i, f, o blocks through one tanh over the whole row: a/2 there.
-      for (int64_t r = 0; r < n; ++r) {
-        T* row = a.data() + r * G;
-        for (int64_t j = 0; j < 2 * H; ++j) row[j] *= T(0.5);
-        for (int64_t j = 3 * H; j < G; ++j) row[j] *= T(0.5);
-      }
-      Tanh<T>(n * G, a.data(), a.data());
-      for (int64_t r = 0; r < n; ++r) {
-        const T* row = a.data() + r * G;
-        for (int64_t j = 0; j < H; ++j) {
-          const T i = row[j] * T(0.5) + T(0.5), f = row[H + j] * T(0.5) + T(0.5);
-          c_new[r * H + j] = f * c[r * H + j] + i * row[2 * H + j];
-        }
-      }
-      Tanh<T>(n * H, c_new.data(), tanh_c.data());
-      for (int64_t r = 0; r < n; ++r) {
-        const T* row = a.data() + r * G;
         T* y = ys + (t * B + r0 + r) * H;
         if (valid != nullptr && !valid[t * B + r0 + r]) {
           std::fill(y, y + H, T(0));
           continue;
         }
-        for (int64_t j = 0; j < H; ++j) {
-          const T o = row[3 * H + j] * T(0.5) + T(0.5);
-          c[r * H + j] = c_new[r * H + j];
-          h[r * H + j] = y[j] = o * tanh_c[r * H + j];
-        }
+        const T* o = a.data() + r * G + 3 * H;  // σ(o) / 2 - 1/2 there, by Gates
+        T* __restrict hr = h.data() + r * H;
+        const T* __restrict tc = tanh_c.data() + r * H;
+        for (int64_t j = 0; j < H; ++j) hr[j] = y[j] = (o[j] * T(0.5) + T(0.5)) * tc[j];
+        std::copy(c_new.data() + r * H, c_new.data() + (r + 1) * H, c.data() + r * H);
       }
     }
     std::copy(h.begin(), h.end(), h_out + r0 * H);
@@ -310,37 +323,209 @@ void LstmForward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, con
   });
 }
 
-ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer projected, ffi::AnyBuffer w_hh,
+// Waits, spinning, until `counter` reaches `target`: for a step's other bands, which
+// other cores are finishing (microseconds); yields now and then for a thread the
+// system has paused.
+void SpinUntil(const std::atomic<int64_t>& counter, int64_t target) {
+  for (int64_t spins = 1; counter.load(std::memory_order_acquire) < target; ++spins) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+    if (spins % 1024 == 0) std::this_thread::yield();
+  }
+}
+
+// Rows of projected inputs a band of the column-cut LSTM computes at a time.
+constexpr int64_t kChunkBytes = int64_t{2} << 20;
+
+// The same LSTM forward pass cut by columns instead of rows, for weights too large
+// for one core's cache, where every thread reading all of w_hh every step (the cut
+// by rows) is bound by the cache's bandwidth. Band j of the hidden units [u0, u1)
+// owns the matching columns of all four gates: w_hh's (H, 4 (u1 - u0)) slice,
+// packed once, w_ih's (I, 4 (u1 - u0)), and its cells' states. It projects the
+// inputs of its columns for a chunk of steps at a time, one (chunk·B, I) x (I,
+// 4 (u1 - u0)) matmul into a scratch of kChunkBytes, never the whole (T, B, 4H)
+// (XLA allocates buffers of 32 MiB and more afresh on every call, and the system
+// zeroes every page). A step of band j needs every band's h of the step before,
+// so the steps synchronise.
+//
+// Task (s, j) is step s of band j, s = -1 packing. Each thread first tries the
+// band of its own slot (so a band's weights stay in one core's cache), then any
+// band of the step no thread has taken, and only then waits for the step's last
+// bands; a band is taken only by a running thread, which runs it at once, so a
+// thread the pool starts late, or never, cannot hold the others up.
+template <typename T>
+void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I,
+                          int64_t H, const T* xs, const T* w_ih, const T* w_hh, const T* bias,
+                          const T* h0, const T* c0, const bool* valid, bool reverse, T* ys,
+                          T* h_out, T* c_out) {
+  const int64_t G = 4 * H;
+  const int64_t count = std::max<int64_t>(
+      1, std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), H / kAlign));
+  struct BandState {
+    int64_t u0, u1, chunk;
+    std::unique_ptr<PackedMatrix<T>> w_h;
+    std::vector<T> w_x, bias, projected, a, c, c_new, tanh_c;
+    int64_t first = 0;                   // the first step of the chunk in `projected`
+    std::atomic<int64_t> next_step{-1};  // the first step no thread has taken
+  };
+  struct State {
+    std::vector<BandState> bands;
+    std::vector<T> h;  // (2, B, H): the states before and after a step
+    std::atomic<int64_t> slots{0}, done{0};
+    std::function<void()> body;
+  };
+  auto state = std::make_shared<State>();
+  state->bands = std::vector<BandState>(count);
+  state->h.assign(2 * B * H, T(0));
+  std::copy(h0, h0 + B * H, state->h.begin());
+
+  auto run = [=, st = state.get()](int64_t s, int64_t j) {
+    BandState& band = st->bands[j];
+    const int64_t u0 = band.u0, n = band.u1 - u0, Gb = 4 * n;
+    if (s < 0) {  // this band's columns of the weights and the bias, and its cells
+      std::vector<T> w(H * Gb);
+      band.w_x.resize(I * Gb);
+      for (int64_t g = 0; g < 4; ++g) {
+        const int64_t from = g * H + u0, to = g * n;
+        for (int64_t k = 0; k < H; ++k) {
+          std::copy(w_hh + k * G + from, w_hh + k * G + from + n, w.data() + k * Gb + to);
+        }
+        for (int64_t k = 0; k < I; ++k) {
+          std::copy(w_ih + k * G + from, w_ih + k * G + from + n, band.w_x.data() + k * Gb + to);
+        }
+        band.bias.insert(band.bias.end(), bias + from, bias + from + n);
+      }
+      band.w_h = std::make_unique<PackedMatrix<T>>(B, Gb, H, w.data());
+      band.chunk = std::max<int64_t>(1, kChunkBytes / static_cast<int64_t>(B * Gb * sizeof(T)));
+      band.projected.assign(std::min(band.chunk, steps) * B * Gb, T(0));
+      band.a.resize(B * Gb);
+      band.c.resize(B * n);
+      band.c_new.resize(B * n);
+      band.tanh_c.resize(B * n);
+      for (int64_t r = 0; r < B; ++r) {
+        std::copy(c0 + r * H + u0, c0 + r * H + u0 + n, band.c.data() + r * n);
+      }
+      return;
+    }
+    const int64_t t = reverse ? steps - 1 - s : s;
+    if (s % band.chunk == 0 && I > 0) {  // the inputs of the next chunk of steps
+      const int64_t length = std::min(band.chunk, steps - s);
+      band.first = reverse ? t - length + 1 : t;
+      CallGemm<T>(kNoTrans, kNoTrans, length * B, Gb, I, xs + band.first * B * I, I,
+                  band.w_x.data(), Gb, band.projected.data(), Gb);
+    }
+    const T* h_prev = st->h.data() + (s % 2) * B * H;
+    T* h_next = st->h.data() + ((s + 1) % 2) * B * H;
+    const T* __restrict x = band.projected.data() + (t - band.first) * B * Gb;
+    const T* __restrict b = band.bias.data();
+    T* __restrict a = band.a.data();
+    for (int64_t r = 0; r < B; ++r) {
+      for (int64_t k = 0; k < Gb; ++k) a[r * Gb + k] = x[r * Gb + k] + b[k];
+    }
+    band.w_h->MultiplyAdd(h_prev, a);
+    Gates(B, n, a, band.c.data(), band.c_new.data(), band.tanh_c.data());
+    for (int64_t r = 0; r < B; ++r) {
+      T* y = ys + (t * B + r) * H + u0;
+      T* __restrict h = h_next + r * H + u0;
+      if (valid != nullptr && !valid[t * B + r]) {  // the carry stays
+        std::copy(h_prev + r * H + u0, h_prev + r * H + u0 + n, h);
+        std::fill(y, y + n, T(0));
+        continue;
+      }
+      const T* o = a + r * Gb + 3 * n;  // tanh(o/2), by Gates
+      const T* __restrict tc = band.tanh_c.data() + r * n;
+      for (int64_t u = 0; u < n; ++u) h[u] = y[u] = (o[u] * T(0.5) + T(0.5)) * tc[u];
+      std::copy(band.c_new.data() + r * n, band.c_new.data() + (r + 1) * n,
+                band.c.data() + r * n);
+    }
+  };
+  for (int64_t j = 0; j < count; ++j) {
+    auto [u0, u1] = Band(H, count, j);
+    state->bands[j].u0 = u0;
+    state->bands[j].u1 = u1;
+  }
+  // Every thread, this one included; a helper that starts after the last step
+  // finds every band taken and returns without touching the buffers.
+  state->body = [st = state.get(), run, count, steps]() {
+    const int64_t own = st->slots.fetch_add(1) % count;
+    for (int64_t s = -1; s < steps; ++s) {
+      for (int64_t k = 0; k < count; ++k) {
+        const int64_t j = (own + k) % count;
+        int64_t expected = s;
+        if (st->bands[j].next_step.compare_exchange_strong(expected, s + 1)) {
+          run(s, j);
+          st->done.fetch_add(1, std::memory_order_acq_rel);
+        }
+      }
+      SpinUntil(st->done, (s + 2) * count);  // every band of step s
+    }
+  };
+  const int64_t helpers = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), count) - 1;
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state]() { state->body(); });
+  state->body();
+  std::copy(state->h.begin() + (steps % 2) * B * H, state->h.begin() + (steps % 2 + 1) * B * H,
+            h_out);
+  for (const BandState& band : state->bands) {
+    const int64_t n = band.u1 - band.u0;
+    for (int64_t r = 0; r < B; ++r) {
+      std::copy(band.c.data() + r * n, band.c.data() + (r + 1) * n, c_out + r * H + band.u0);
+    }
+  }
+}
+
+// The LSTM over a whole sequence, forward only (the fused path's pass when nothing
+// is differentiated): a_t = b + x_t W_ih + h_{t-1} W_hh, [i f g o] = [σ σ tanh σ](a_t),
+// c_t = f c_{t-1} + i g, h_t = o tanh(c_t), and σ(a) = tanh(a/2)/2 + 1/2 as in
+// fused.py. Past its length (valid[t, r] false) a sequence keeps its carry and
+// outputs zeros. Cut by columns where there are two bands of them and a step's
+// matmul is worth a thread, else by rows.
+template <typename T>
+void LstmForward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I, int64_t H,
+                 const T* xs, const T* w_ih, const T* w_hh, const T* bias, const T* h0,
+                 const T* c0, const bool* valid, bool reverse, T* ys, T* h_out, T* c_out) {
+  if (pool.num_threads() > 1 && H >= 2 * kAlign && B * H * 4 * H >= kMinBlockWork) {
+    LstmForwardByColumns<T>(pool, steps, B, I, H, xs, w_ih, w_hh, bias, h0, c0, valid, reverse,
+                            ys, h_out, c_out);
+  } else {
+    LstmForwardByRows<T>(pool, steps, B, I, H, xs, w_ih, w_hh, bias, h0, c0, valid, reverse, ys,
+                         h_out, c_out);
+  }
+}
+
+ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ffi::AnyBuffer w_hh,
                 ffi::AnyBuffer bias, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer valid,
                 ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> h_out,
                 ffi::Result<ffi::AnyBuffer> c_out, bool reverse, bool has_valid) {
-  auto pd = projected.dimensions();
-  if (pd.size() != 3 || pd[2] % 4 != 0) {
-    return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: projected inputs (T, B, 4H) expected");
+  auto xd = xs.dimensions(), hd = h0.dimensions();
+  if (xd.size() != 3 || hd.size() != 2) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: inputs (T, B, I), h0 (B, H) expected");
   }
-  const int64_t steps = pd[0], B = pd[1], H = pd[2] / 4;
-  auto wd = w_hh.dimensions(), hd = h0.dimensions(), cd = c0.dimensions();
-  if (wd.size() != 2 || wd[0] != H || wd[1] != 4 * H || bias.element_count() != 4 * H ||
-      hd.size() != 2 || hd[0] != B || hd[1] != H || cd.size() != 2 || cd[0] != B || cd[1] != H ||
+  const int64_t steps = xd[0], B = xd[1], I = xd[2], H = hd[1];
+  auto id = w_ih.dimensions(), wd = w_hh.dimensions(), cd = c0.dimensions();
+  if (id.size() != 2 || id[0] != I || id[1] != 4 * H || wd.size() != 2 || wd[0] != H ||
+      wd[1] != 4 * H || bias.element_count() != 4 * H || hd[0] != B || cd.size() != 2 ||
+      cd[0] != B || cd[1] != H ||
       (has_valid && (valid.element_count() != steps * B ||
                      valid.element_type() != ffi::DataType::PRED))) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: shapes do not match");
   }
   if (steps == 0 || B == 0 || H == 0) return ffi::Error::Success();
   const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
-  switch (projected.element_type()) {
+  switch (xs.element_type()) {
     case ffi::DataType::F32:
-      LstmForward<float>(pool, steps, B, H, projected.typed_data<float>(), w_hh.typed_data<float>(),
-                         bias.typed_data<float>(), h0.typed_data<float>(), c0.typed_data<float>(),
-                         mask, reverse, ys->typed_data<float>(), h_out->typed_data<float>(),
+      LstmForward<float>(pool, steps, B, I, H, xs.typed_data<float>(), w_ih.typed_data<float>(),
+                         w_hh.typed_data<float>(), bias.typed_data<float>(),
+                         h0.typed_data<float>(), c0.typed_data<float>(), mask, reverse,
+                         ys->typed_data<float>(), h_out->typed_data<float>(),
                          c_out->typed_data<float>());
       return ffi::Error::Success();
     case ffi::DataType::F64:
-      LstmForward<double>(pool, steps, B, H, projected.typed_data<double>(),
-                          w_hh.typed_data<double>(), bias.typed_data<double>(),
-                          h0.typed_data<double>(), c0.typed_data<double>(), mask, reverse,
-                          ys->typed_data<double>(), h_out->typed_data<double>(),
-                          c_out->typed_data<double>());
+      LstmForward<double>(pool, steps, B, I, H, xs.typed_data<double>(),
+                          w_ih.typed_data<double>(), w_hh.typed_data<double>(),
+                          bias.typed_data<double>(), h0.typed_data<double>(),
+                          c0.typed_data<double>(), mask, reverse, ys->typed_data<double>(),
+                          h_out->typed_data<double>(), c_out->typed_data<double>());
       return ffi::Error::Success();
     default:
       return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: float32 or float64 only");
@@ -361,7 +546,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_gemm, Gemm,
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_lstm, Lstm,
                               ffi::Ffi::Bind()
                                   .Ctx<ffi::ThreadPool>()
-                                  .Arg<ffi::AnyBuffer>()  // projected (T, B, 4H)
+                                  .Arg<ffi::AnyBuffer>()  // xs (T, B, I)
+                                  .Arg<ffi::AnyBuffer>()  // w_ih (I, 4H)
                                   .Arg<ffi::AnyBuffer>()  // w_hh (H, 4H)
                                   .Arg<ffi::AnyBuffer>()  // b (4H,)
                                   .Arg<ffi::AnyBuffer>()  // h0 (B, H)
