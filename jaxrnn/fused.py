@@ -489,19 +489,8 @@ def _forward(
     """
     dtype = xs.dtype
     is_lstm = config.kind == "lstm"
-    if is_lstm and keep == "nothing" and config.blas and projected is None:
-        # On a CPU, the whole loop with its input projection as one oneMKL custom
-        # call (elsewhere the scan below).
-        def on_cpu(xs, carry, valid):
-            ys, h, c = blas._lstm_forward(
-                xs, params.w_ih, params.w_hh, params.b, *carry, valid, reverse=config.reverse
-            )
-            return (h, c), ys, None
-
-        def elsewhere(xs, carry, valid):
-            return _forward(config._replace(blas=False), params, xs, carry, valid, keep)
-
-        return lax.platform_dependent(xs, carry, valid, cpu=on_cpu, default=elsewhere)
+    if is_lstm and keep in ("nothing", "activations") and config.blas and projected is None:
+        return _lstm_loop(config, keep, params, xs, carry, valid)
     if projected is None:  # (T, B, G·H): large matmuls before the loop
         projected = _project(config, params, xs)
     loop_params = params._replace(w_hh=_weights(config, params.w_hh))
@@ -553,6 +542,44 @@ def _forward(
         config, body_in_place, carry, buffers, valid, backward=False
     )
     return final, ys, tuple(rows) + tuple(extra)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _lstm_loop(config: _Config, keep: str, params: Any, xs: Array, carry: Any, valid: Any):
+    """``_forward`` of an LSTM with ``keep`` ``"nothing"`` or ``"activations"``: on a CPU,
+    the whole loop, its input projection and the backward pass's factors included, as
+    one oneMKL custom call (``blas._lstm_forward``); elsewhere the scan."""
+    factors = keep == "activations"
+
+    def on_cpu(params, xs, carry, valid):
+        ys, h, c, *saved = blas._lstm_forward(
+            xs,
+            params.w_ih,
+            params.w_hh,
+            params.b,
+            *carry,
+            valid,
+            reverse=config.reverse,
+            factors=factors,
+        )
+        return (h, c), ys, tuple(saved) if factors else None
+
+    def elsewhere(params, xs, carry, valid):
+        return _forward(config._replace(blas=False), params, xs, carry, valid, keep)
+
+    return lax.platform_dependent(params, xs, carry, valid, cpu=on_cpu, default=elsewhere)
+
+
+@_lstm_loop.defjvp
+def _lstm_loop_jvp(config: _Config, keep: str, primals, tangents):
+    # The custom call has no derivative; the scan it equals has one. (Second-order
+    # reverse mode differentiates the forward pass that stores the factors.)
+    valid = primals[3]
+
+    def scan(params, xs, carry):
+        return _forward(config._replace(blas=False), params, xs, carry, valid, keep)
+
+    return jax.jvp(scan, primals[:3], tangents[:3])
 
 
 # --------------------------------------------------------------------------- custom_vjp

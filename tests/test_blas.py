@@ -205,11 +205,17 @@ def test_the_fused_path_uses_it_and_agrees_with_xlas_dot(rng, make_cell):
 
         return jax.grad(loss, argnums=(0, 1))
 
-    # The projection, the steps of both loops, and the weight and input gradients.
-    assert lowered_text(make_grad(), params, xs).count("jaxrnn_blas_gemm") >= 5
+    # The projection, the steps of both loops, and the weight and input gradients;
+    # the LSTM's forward loop, projection included, is one call of its own.
+    text = lowered_text(make_grad(), params, xs)
+    if make_cell is jaxrnn.lstm:
+        assert text.count("jaxrnn_blas_lstm") == 1
+        assert text.count("jaxrnn_blas_gemm") >= 4
+    else:
+        assert text.count("jaxrnn_blas_gemm") >= 5
     got = jax.jit(make_grad())(params, xs)
     with blas.use(False):
-        assert "jaxrnn_blas_gemm" not in lowered_text(make_grad(), params, xs)
+        assert "jaxrnn_blas" not in lowered_text(make_grad(), params, xs)
         expected = jax.jit(make_grad())(params, xs)
     for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
@@ -244,6 +250,38 @@ def test_the_lstm_forward_kernel_equals_the_scan(rng, T, B, H, reverse, with_len
         expected = jax.jit(make_forward())(params, xs, carry)
     for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+@needs_blas
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize(("T", "B", "H"), [(6, 5, 3), (12, 33, 90)])
+def test_the_lstm_kernel_in_the_training_pass_equals_the_scan(rng, T, B, H, reverse, with_lengths):
+    """The training pass's forward loop is the kernel too, storing the backward pass's
+    factors (by rows at the first size, by columns at the second): the gradients
+    w.r.t. the parameters, the inputs and the initial carry equal those with XLA's
+    dot and the scan, in float64."""
+    cell = jaxrnn.lstm(H)
+    params = jax.tree.map(lambda a: a.astype(np.float64), cell.init(jax.random.key(3), 4))
+    params = params._replace(b=jnp.asarray(rng.standard_normal(4 * H)))
+    xs = jnp.asarray(rng.standard_normal((T, B, 4)))
+    carry = jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape)), cell.zero_carry((B,)))
+    lengths = jnp.asarray(rng.integers(0, T + 1, B)) if with_lengths else None
+    weights = jnp.asarray(rng.standard_normal((T, B, H)))
+
+    def make_grad():  # a new function each time: JAX caches traces by function
+        def loss(params, xs, carry):
+            final, ys = jaxrnn.unroll(cell, params, xs, carry, seq_lengths=lengths, reverse=reverse)
+            return jnp.sum(weights * ys) + jnp.sum(jnp.sin(final.c))
+
+        return jax.grad(loss, argnums=(0, 1, 2))
+
+    assert "jaxrnn_blas_lstm" in lowered_text(make_grad(), params, xs, carry)
+    got = jax.jit(make_grad())(params, xs, carry)
+    with blas.use(False):
+        expected = jax.jit(make_grad())(params, xs, carry)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
 
 
 @needs_blas

@@ -389,7 +389,8 @@ def _lstm_forward(
     valid: Array | None = None,
     *,
     reverse: bool = False,
-) -> tuple[Array, Array, Array]:
+    factors: bool = False,
+) -> tuple[Array, ...]:
     r"""An LSTM over a whole sequence, forward only, as one custom call (CPU, oneMKL).
 
     :math:`a_t = b + x_t W_{ih} + h_{t-1} W_{hh}`, :math:`[i, f, g, o] = [\sigma,
@@ -409,9 +410,11 @@ def _lstm_forward(
       batch's rows (independent sequences), no synchronisation, per step a
       ``(rows, I) x (I, 4H)`` and a ``(rows, H) x (H, 4H)`` matmul.
 
-    Then one vector ``tanh`` over the gates and one over the cell state. Not
-    differentiable: ``jaxrnn.fused`` calls it, with checked arguments, for passes
-    that are not, on CPUs with the custom call (``active()``) only.
+    Then one vector ``tanh`` over the gates and one over the cell state, and
+    with ``factors`` the backward pass's factors, while the step's values are in
+    cache. Not differentiable itself: ``jaxrnn.fused`` calls it, with checked
+    arguments, for its forward passes, on CPUs with the custom call
+    (``active()``) only.
 
     Args:
       xs: ``(T, B, I)``, float32 or float64.
@@ -421,9 +424,12 @@ def _lstm_forward(
       h0, c0: ``(B, H)``.
       valid: ``(T, B)`` bools, or ``None`` for all steps valid.
       reverse: run from the last step to the first.
+      factors: also return ``jaxrnn.fused._lstm_grad_factors``' ``(k, k_c, f)``
+        of every step, ``(T, B, 4H)``, ``(T, B, H)``, ``(T, B, H)``.
 
     Returns:
-      ``(ys, h_T, c_T)``: ``(T, B, H)``, ``(B, H)``, ``(B, H)``.
+      ``(ys, h_T, c_T)``: ``(T, B, H)``, ``(B, H)``, ``(B, H)``; with
+      ``factors``, ``(ys, h_T, c_T, k, k_c, f)``.
     """
     if not active():
         raise RuntimeError(f"_lstm_forward needs the oneMKL custom call: {status()}")
@@ -433,13 +439,17 @@ def _lstm_forward(
     b = jnp.zeros((4 * hidden,), dtype) if b is None else b
     has_valid = valid is not None
     valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    per_step = (steps, batch) if factors else (0, 0)  # empty: none written
     results = (
         jax.ShapeDtypeStruct((steps, batch, hidden), dtype),
         jax.ShapeDtypeStruct((batch, hidden), dtype),
         jax.ShapeDtypeStruct((batch, hidden), dtype),
+        jax.ShapeDtypeStruct((*per_step, 4 * hidden), dtype),
+        jax.ShapeDtypeStruct((*per_step, hidden), dtype),
+        jax.ShapeDtypeStruct((*per_step, hidden), dtype),
     )
     call = jax.ffi.ffi_call(_LSTM_TARGET, results, vmap_method="sequential")
-    return call(
+    outputs = call(
         xs,
         w_ih,
         w_hh,
@@ -450,3 +460,4 @@ def _lstm_forward(
         reverse=bool(reverse),
         has_valid=has_valid,
     )
+    return outputs if factors else outputs[:3]

@@ -276,6 +276,42 @@ void Gates(int64_t n, int64_t H, T* a, const T* c, T* c_new, T* tanh_c) {
   Tanh<T>(n * H, c_new, tanh_c);
 }
 
+// Where the LSTM's forward pass writes: ys (T, B, H), the final h and c (B, H), and
+// for a pass that is differentiated (else null) the factors of the backward pass
+// (fused.py's _lstm_grad_factors): k (T, B, 4H), k_c and f (T, B, H).
+template <typename T>
+struct LstmOutputs {
+  T *ys, *h, *c, *k, *k_c, *f;
+};
+
+// The backward pass's factors for n rows of m hidden units, from one step's gates
+// as Gates leaves them (a, rows of 4m), the cell states before (c_prev) and
+// tanh(c_new): k = [g σ'(i), c_prev σ'(f), σ(i) tanh'(g), tanh(c) σ'(o)],
+// k_c = σ(o) tanh'(tanh(c)), f = σ(f), with σ' = σ (1 - σ) and tanh' = 1 - tanh².
+// k's gate blocks lie H apart in its rows of 4H; k_c's and f's rows are H long.
+template <typename T>
+void Factors(int64_t n, int64_t m, int64_t H, const T* a, const T* c_prev, const T* tanh_c, T* k,
+             T* k_c, T* f) {
+  for (int64_t r = 0; r < n; ++r) {
+    const T* __restrict row = a + r * 4 * m;
+    const T* __restrict cp = c_prev + r * m;
+    const T* __restrict tc = tanh_c + r * m;
+    T* __restrict kr = k + r * 4 * H;
+    T* __restrict kcr = k_c + r * H;
+    T* __restrict fr = f + r * H;
+    for (int64_t u = 0; u < m; ++u) {
+      const T i = row[u] * T(0.5) + T(0.5), fg = row[m + u] * T(0.5) + T(0.5);
+      const T g = row[2 * m + u], o = row[3 * m + u] * T(0.5) + T(0.5);
+      kr[u] = g * (i * (T(1) - i));
+      kr[H + u] = cp[u] * (fg * (T(1) - fg));
+      kr[2 * H + u] = i * (T(1) - g * g);
+      kr[3 * H + u] = tc[u] * (o * (T(1) - o));
+      kcr[u] = o * (T(1) - tc[u] * tc[u]);
+      fr[u] = fg;
+    }
+  }
+}
+
 // The LSTM's forward pass (see LstmForward) cut by rows: the rows of the batch are
 // independent sequences, so each thread runs every step for a band of rows of its
 // own, with no synchronisation between steps: per step two matmuls into the gates,
@@ -286,8 +322,7 @@ void Gates(int64_t n, int64_t H, T* a, const T* c, T* c_new, T* tanh_c) {
 template <typename T>
 void LstmForwardByRows(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I, int64_t H,
                        const T* xs, const T* w_ih, const T* w_hh, const T* bias, const T* h0,
-                       const T* c0, const bool* valid, bool reverse, T* ys, T* h_out,
-                       T* c_out) {
+                       const T* c0, const bool* valid, bool reverse, LstmOutputs<T> out) {
   const int64_t G = 4 * H;
   const int64_t bands = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), B));
   ParallelFor(pool, bands, [&](int64_t band) {
@@ -305,8 +340,13 @@ void LstmForwardByRows(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t 
       if (w_x) w_x->MultiplyAdd(xs + (t * B + r0) * I, a.data());
       w_h.MultiplyAdd(h.data(), a.data());
       Gates(n, H, a.data(), c.data(), c_new.data(), tanh_c.data());
+      if (out.k != nullptr) {
+        const int64_t at = t * B + r0;
+        Factors<T>(n, H, H, a.data(), c.data(), tanh_c.data(), out.k + at * G, out.k_c + at * H,
+                   out.f + at * H);
+      }
       for (int64_t r = 0; r < n; ++r) {
-        T* y = ys + (t * B + r0 + r) * H;
+        T* y = out.ys + (t * B + r0 + r) * H;
         if (valid != nullptr && !valid[t * B + r0 + r]) {
           std::fill(y, y + H, T(0));
           continue;
@@ -318,8 +358,8 @@ void LstmForwardByRows(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t 
         std::copy(c_new.data() + r * H, c_new.data() + (r + 1) * H, c.data() + r * H);
       }
     }
-    std::copy(h.begin(), h.end(), h_out + r0 * H);
-    std::copy(c.begin(), c.end(), c_out + r0 * H);
+    std::copy(h.begin(), h.end(), out.h + r0 * H);
+    std::copy(c.begin(), c.end(), out.c + r0 * H);
   });
 }
 
@@ -357,8 +397,8 @@ constexpr int64_t kChunkBytes = int64_t{2} << 20;
 template <typename T>
 void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I,
                           int64_t H, const T* xs, const T* w_ih, const T* w_hh, const T* bias,
-                          const T* h0, const T* c0, const bool* valid, bool reverse, T* ys,
-                          T* h_out, T* c_out) {
+                          const T* h0, const T* c0, const bool* valid, bool reverse,
+                          LstmOutputs<T> out) {
   const int64_t G = 4 * H;
   const int64_t count = std::max<int64_t>(
       1, std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), H / kAlign));
@@ -425,8 +465,12 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
     }
     band.w_h->MultiplyAdd(h_prev, a);
     Gates(B, n, a, band.c.data(), band.c_new.data(), band.tanh_c.data());
+    if (out.k != nullptr) {
+      Factors<T>(B, n, H, a, band.c.data(), band.tanh_c.data(), out.k + t * B * G + u0,
+                 out.k_c + t * B * H + u0, out.f + t * B * H + u0);
+    }
     for (int64_t r = 0; r < B; ++r) {
-      T* y = ys + (t * B + r) * H + u0;
+      T* y = out.ys + (t * B + r) * H + u0;
       T* __restrict h = h_next + r * H + u0;
       if (valid != nullptr && !valid[t * B + r]) {  // the carry stays
         std::copy(h_prev + r * H + u0, h_prev + r * H + u0 + n, h);
@@ -465,11 +509,11 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
   for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state]() { state->body(); });
   state->body();
   std::copy(state->h.begin() + (steps % 2) * B * H, state->h.begin() + (steps % 2 + 1) * B * H,
-            h_out);
+            out.h);
   for (const BandState& band : state->bands) {
     const int64_t n = band.u1 - band.u0;
     for (int64_t r = 0; r < B; ++r) {
-      std::copy(band.c.data() + r * n, band.c.data() + (r + 1) * n, c_out + r * H + band.u0);
+      std::copy(band.c.data() + r * n, band.c.data() + (r + 1) * n, out.c + r * H + band.u0);
     }
   }
 }
@@ -483,31 +527,48 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
 template <typename T>
 void LstmForward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I, int64_t H,
                  const T* xs, const T* w_ih, const T* w_hh, const T* bias, const T* h0,
-                 const T* c0, const bool* valid, bool reverse, T* ys, T* h_out, T* c_out) {
+                 const T* c0, const bool* valid, bool reverse, LstmOutputs<T> out) {
   if (pool.num_threads() > 1 && H >= 2 * kAlign && B * H * 4 * H >= kMinBlockWork) {
     LstmForwardByColumns<T>(pool, steps, B, I, H, xs, w_ih, w_hh, bias, h0, c0, valid, reverse,
-                            ys, h_out, c_out);
+                            out);
   } else {
-    LstmForwardByRows<T>(pool, steps, B, I, H, xs, w_ih, w_hh, bias, h0, c0, valid, reverse, ys,
-                         h_out, c_out);
+    LstmForwardByRows<T>(pool, steps, B, I, H, xs, w_ih, w_hh, bias, h0, c0, valid, reverse, out);
   }
+}
+
+template <typename T>
+LstmOutputs<T> Outputs(ffi::Result<ffi::AnyBuffer>& ys, ffi::Result<ffi::AnyBuffer>& h,
+                       ffi::Result<ffi::AnyBuffer>& c, ffi::Result<ffi::AnyBuffer>& k,
+                       ffi::Result<ffi::AnyBuffer>& k_c, ffi::Result<ffi::AnyBuffer>& f) {
+  const bool factors = k->element_count() > 0;
+  return {ys->typed_data<T>(),
+          h->typed_data<T>(),
+          c->typed_data<T>(),
+          factors ? k->typed_data<T>() : nullptr,
+          factors ? k_c->typed_data<T>() : nullptr,
+          factors ? f->typed_data<T>() : nullptr};
 }
 
 ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ffi::AnyBuffer w_hh,
                 ffi::AnyBuffer bias, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer valid,
                 ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> h_out,
-                ffi::Result<ffi::AnyBuffer> c_out, bool reverse, bool has_valid) {
+                ffi::Result<ffi::AnyBuffer> c_out, ffi::Result<ffi::AnyBuffer> k,
+                ffi::Result<ffi::AnyBuffer> k_c, ffi::Result<ffi::AnyBuffer> f, bool reverse,
+                bool has_valid) {
   auto xd = xs.dimensions(), hd = h0.dimensions();
   if (xd.size() != 3 || hd.size() != 2) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: inputs (T, B, I), h0 (B, H) expected");
   }
   const int64_t steps = xd[0], B = xd[1], I = xd[2], H = hd[1];
   auto id = w_ih.dimensions(), wd = w_hh.dimensions(), cd = c0.dimensions();
+  const int64_t factors = k->element_count();
   if (id.size() != 2 || id[0] != I || id[1] != 4 * H || wd.size() != 2 || wd[0] != H ||
       wd[1] != 4 * H || bias.element_count() != 4 * H || hd[0] != B || cd.size() != 2 ||
       cd[0] != B || cd[1] != H ||
       (has_valid && (valid.element_count() != steps * B ||
-                     valid.element_type() != ffi::DataType::PRED))) {
+                     valid.element_type() != ffi::DataType::PRED)) ||
+      (factors != 0 && (factors != steps * B * 4 * H || k_c->element_count() != steps * B * H ||
+                        f->element_count() != steps * B * H))) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: shapes do not match");
   }
   if (steps == 0 || B == 0 || H == 0) return ffi::Error::Success();
@@ -517,15 +578,14 @@ ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ff
       LstmForward<float>(pool, steps, B, I, H, xs.typed_data<float>(), w_ih.typed_data<float>(),
                          w_hh.typed_data<float>(), bias.typed_data<float>(),
                          h0.typed_data<float>(), c0.typed_data<float>(), mask, reverse,
-                         ys->typed_data<float>(), h_out->typed_data<float>(),
-                         c_out->typed_data<float>());
+                         Outputs<float>(ys, h_out, c_out, k, k_c, f));
       return ffi::Error::Success();
     case ffi::DataType::F64:
       LstmForward<double>(pool, steps, B, I, H, xs.typed_data<double>(),
                           w_ih.typed_data<double>(), w_hh.typed_data<double>(),
                           bias.typed_data<double>(), h0.typed_data<double>(),
-                          c0.typed_data<double>(), mask, reverse, ys->typed_data<double>(),
-                          h_out->typed_data<double>(), c_out->typed_data<double>());
+                          c0.typed_data<double>(), mask, reverse,
+                          Outputs<double>(ys, h_out, c_out, k, k_c, f));
       return ffi::Error::Success();
     default:
       return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: float32 or float64 only");
@@ -556,5 +616,8 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_lstm, Lstm,
                                   .Ret<ffi::AnyBuffer>()  // ys (T, B, H)
                                   .Ret<ffi::AnyBuffer>()  // h_T (B, H)
                                   .Ret<ffi::AnyBuffer>()  // c_T (B, H)
+                                  .Ret<ffi::AnyBuffer>()  // k (T, B, 4H), or empty
+                                  .Ret<ffi::AnyBuffer>()  // k_c (T, B, H), or empty
+                                  .Ret<ffi::AnyBuffer>()  // f (T, B, H), or empty
                                   .Attr<bool>("reverse")
                                   .Attr<bool>("has_valid"));
