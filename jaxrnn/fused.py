@@ -582,6 +582,65 @@ def _lstm_loop_jvp(config: _Config, keep: str, primals, tangents):
     return jax.jvp(scan, primals[:3], tangents[:3])
 
 
+def _lstm_backward_scan(config: _Config, w_hh, k, k_c, f, d_ys, valid, d_final):
+    """The LSTM's backward loop as a reverse scan: ``(d_carry, d_gates)``, ``d_gates``
+    written over ``k`` (see ``_lstm_grad_factors`` for the factors)."""
+    w_hh_t = _weights(config, w_hh.T)
+    dtype = k.dtype
+
+    def body(d_next, rows, inputs):
+        dh_next, dc_next = d_next
+        d_y, valid_t, k_c_t, f_t = inputs
+        dh = d_y + dh_next
+        dc = dc_next + dh * k_c_t
+        d_gates = rows[0] * jnp.concatenate([dc, dc, dc, dh], axis=-1)
+        if valid_t is not None:
+            d_gates = jnp.where(valid_t[:, None], d_gates, jnp.zeros((), dtype))
+        dh_prev = _mask(valid_t, _mm(config, d_gates, w_hh_t), dh)
+        dc_prev = _mask(valid_t, dc * f_t, dc_next)
+        return (dh_prev, dc_prev), (d_gates,), None
+
+    d_carry, (d_gates,), _ = _scan_in_place(
+        config, body, d_final, (k,), (d_ys, valid, k_c, f), backward=True
+    )
+    return d_carry, d_gates
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _lstm_backward_loop(config: _Config, w_hh, k, k_c, f, d_ys, valid, d_final):
+    """``_lstm_backward_scan``; on a CPU with ``jaxrnn.blas``, one oneMKL custom call
+    (``blas._lstm_backward``) for the whole loop."""
+    if not config.blas:
+        return _lstm_backward_scan(config, w_hh, k, k_c, f, d_ys, valid, d_final)
+
+    def on_cpu(w_hh, k, k_c, f, d_ys, valid, d_final):
+        d_gates, dh, dc = blas._lstm_backward(
+            w_hh, k, k_c, f, d_ys, valid, *d_final, reverse=config.reverse
+        )
+        return (dh, dc), d_gates
+
+    def elsewhere(*args):
+        return _lstm_backward_scan(config._replace(blas=False), *args)
+
+    return lax.platform_dependent(
+        w_hh, k, k_c, f, d_ys, valid, d_final, cpu=on_cpu, default=elsewhere
+    )
+
+
+@_lstm_backward_loop.defjvp
+def _lstm_backward_loop_jvp(config: _Config, primals, tangents):
+    # As for _lstm_loop: the scan has a derivative (second-order reverse mode).
+    valid = primals[5]
+
+    def scan(w_hh, k, k_c, f, d_ys, d_final):
+        return _lstm_backward_scan(
+            config._replace(blas=False), w_hh, k, k_c, f, d_ys, valid, d_final
+        )
+
+    keep = (0, 1, 2, 3, 4, 6)
+    return jax.jvp(scan, [primals[i] for i in keep], [tangents[i] for i in keep])
+
+
 # --------------------------------------------------------------------------- custom_vjp
 
 
@@ -651,19 +710,7 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
         else:  # computed by the forward loop
             k, k_c, f = acts
 
-        def body(d_next, rows, inputs):
-            dh_next, dc_next = d_next
-            d_y, valid_t, k_c_t, f_t = inputs
-            dh = d_y + dh_next
-            dc = dc_next + dh * k_c_t
-            d_gates = masked(valid_t, rows[0] * jnp.concatenate([dc, dc, dc, dh], axis=-1))
-            dh_prev = _mask(valid_t, _mm(config, d_gates, w_hh_t), dh)
-            dc_prev = _mask(valid_t, dc * f_t, dc_next)
-            return (dh_prev, dc_prev), (d_gates,), None
-
-        d_carry, (d_gates,), _ = _scan_in_place(
-            config, body, d_final, (k,), (d_ys, valid, k_c, f), backward=True
-        )
+        d_carry, d_gates = _lstm_backward_loop(config, params.w_hh, k, k_c, f, d_ys, valid, d_final)
 
     elif kind == "gru-after":
         r, z, n, h_n = acts

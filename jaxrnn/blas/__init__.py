@@ -50,6 +50,7 @@ __all__ = ["active", "available", "matmul", "status", "use"]
 
 _TARGET = "jaxrnn_blas_gemm"
 _LSTM_TARGET = "jaxrnn_blas_lstm"
+_LSTM_GRAD_TARGET = "jaxrnn_blas_lstm_grad"
 _SOURCE = Path(__file__).with_name("gemm.cc")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -186,7 +187,7 @@ def _load() -> _Loaded:
             str(_compile(ffi.include_dir(), mkl)), mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND
         )
         _self_test(library.cblas_sgemm, library.cblas_dgemm)
-        for target in (_TARGET, _LSTM_TARGET):
+        for target in (_TARGET, _LSTM_TARGET, _LSTM_GRAD_TARGET):
             handler = ffi.pycapsule(getattr(library, target))
             ffi.register_ffi_target(target, handler, platform="cpu")
     except Exception as error:  # any failure leaves XLA's dot in place, with the reason
@@ -461,3 +462,55 @@ def _lstm_forward(
         has_valid=has_valid,
     )
     return outputs if factors else outputs[:3]
+
+
+def _lstm_backward(
+    w_hh: Array,
+    k: Array,
+    k_c: Array,
+    f: Array,
+    d_ys: Array,
+    valid: Array | None,
+    dh: Array,
+    dc: Array,
+    *,
+    reverse: bool = False,
+) -> tuple[Array, Array, Array]:
+    r"""An LSTM's backward loop over a whole sequence as one custom call (CPU, oneMKL).
+
+    What ``jaxrnn.fused``'s reverse scan computes, from the forward pass's factors
+    (``_lstm_forward(..., factors=True)``), over the steps in the opposite order to
+    the forward pass's: with :math:`dh` and :math:`dc` the gradients w.r.t. a
+    step's new state, :math:`dh = d_{y_t} + dh_{t+1}`, :math:`dc \mathrel{+}= dh\,
+    k_c`, the gradient w.r.t. the gate pre-activations :math:`dG = [dc, dc, dc,
+    dh] \odot k` (written over ``k``), and w.r.t. the state before the step
+    :math:`dh_{t} = dG\,W_{hh}^\top`, :math:`dc_{t} = dc\,f`; past a sequence's
+    length :math:`dG = 0` and the gradients pass through. Cut by columns like the
+    forward pass: a band of hidden units owns its columns of the gradients and of
+    all four gates, and ``w_hh``'s rows, transposed and packed once; the bands
+    synchronise at every step.
+
+    Args:
+      w_hh: ``(H, 4H)``.
+      k: ``(T, B, 4H)``; k_c, f: ``(T, B, H)``.
+      d_ys: ``(T, B, H)``, zero past the sequences' lengths.
+      valid: ``(T, B)`` bools, or ``None`` for all steps valid.
+      dh, dc: ``(B, H)``, the gradients w.r.t. the final state.
+      reverse: whether the forward pass ran from the last step to the first.
+
+    Returns:
+      ``(d_gates, dh_0, dc_0)``: ``(T, B, 4H)``, ``(B, H)``, ``(B, H)``.
+    """
+    if not active():
+        raise RuntimeError(f"_lstm_backward needs the oneMKL custom call: {status()}")
+    has_valid = valid is not None
+    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    results = (
+        jax.ShapeDtypeStruct(k.shape, k.dtype),
+        jax.ShapeDtypeStruct(dh.shape, dh.dtype),
+        jax.ShapeDtypeStruct(dc.shape, dc.dtype),
+    )
+    call = jax.ffi.ffi_call(
+        _LSTM_GRAD_TARGET, results, vmap_method="sequential", input_output_aliases={1: 0}
+    )
+    return call(w_hh, k, k_c, f, d_ys, valid, dh, dc, reverse=bool(reverse), has_valid=has_valid)

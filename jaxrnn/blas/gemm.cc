@@ -20,6 +20,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <tuple>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -375,6 +376,58 @@ void SpinUntil(const std::atomic<int64_t>& counter, int64_t target) {
   }
 }
 
+// Runs run(s, j) for the steps s = first, ..., last of `count` bands j on this
+// thread and XLA's intra-op threads, a step's bands only once every band of the
+// step before is done (a loop cut by columns: each step reads what all bands wrote
+// the step before). Each thread first tries the band of its own slot, so that a
+// band's data stays in one core's cache, then any band of the step no thread has
+// taken, and only then waits for the step's last bands. A band is taken only by a
+// running thread, which runs it at once, so a thread the pool starts late, or
+// never, cannot hold the others up; one that starts after the last step finds
+// every band taken and returns without calling run (the shared state outlives
+// this call for it), so run may refer to this frame.
+void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_t last,
+                     std::function<void(int64_t, int64_t)> run) {
+  struct State {
+    int64_t count, first, last;
+    std::function<void(int64_t, int64_t)> run;
+    std::unique_ptr<std::atomic<int64_t>[]> next;  // per band: the first step not taken
+    std::atomic<int64_t> slots{0}, done{0};
+    void Take() {
+      const int64_t own = slots.fetch_add(1) % count;
+      for (int64_t s = first; s <= last; ++s) {
+        for (int64_t k = 0; k < count; ++k) {
+          const int64_t j = (own + k) % count;
+          int64_t expected = s;
+          if (next[j].compare_exchange_strong(expected, s + 1)) {
+            run(s, j);
+            done.fetch_add(1, std::memory_order_acq_rel);
+          }
+        }
+        SpinUntil(done, (s - first + 1) * count);  // every band of step s
+      }
+    }
+  };
+  auto state = std::make_shared<State>();
+  state->count = count;
+  state->first = first;
+  state->last = last;
+  state->run = std::move(run);
+  state->next = std::make_unique<std::atomic<int64_t>[]>(count);
+  for (int64_t j = 0; j < count; ++j) state->next[j].store(first);
+  const int64_t helpers = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), count) - 1;
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state]() { state->Take(); });
+  state->Take();
+}
+
+// How many bands of hidden units a loop cut by columns uses: one per thread, none
+// narrower than a vector, and one where a step's matmul is not worth a thread.
+int64_t ColumnBands(ffi::ThreadPool& pool, int64_t B, int64_t H) {
+  if (B * H * 4 * H < kMinBlockWork) return 1;
+  return std::max<int64_t>(
+      1, std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), H / kAlign));
+}
+
 // Rows of projected inputs a band of the column-cut LSTM computes at a time.
 constexpr int64_t kChunkBytes = int64_t{2} << 20;
 
@@ -386,42 +439,28 @@ constexpr int64_t kChunkBytes = int64_t{2} << 20;
 // inputs of its columns for a chunk of steps at a time, one (chunk·B, I) x (I,
 // 4 (u1 - u0)) matmul into a scratch of kChunkBytes, never the whole (T, B, 4H)
 // (XLA allocates buffers of 32 MiB and more afresh on every call, and the system
-// zeroes every page). A step of band j needs every band's h of the step before,
-// so the steps synchronise.
-//
-// Task (s, j) is step s of band j, s = -1 packing. Each thread first tries the
-// band of its own slot (so a band's weights stay in one core's cache), then any
-// band of the step no thread has taken, and only then waits for the step's last
-// bands; a band is taken only by a running thread, which runs it at once, so a
-// thread the pool starts late, or never, cannot hold the others up.
+// zeroes every page). A step of band j needs every band's h of the step before:
+// the steps run through RunBandsInSteps, step -1 taking each band's share of the
+// weights.
 template <typename T>
 void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I,
                           int64_t H, const T* xs, const T* w_ih, const T* w_hh, const T* bias,
                           const T* h0, const T* c0, const bool* valid, bool reverse,
                           LstmOutputs<T> out) {
-  const int64_t G = 4 * H;
-  const int64_t count = std::max<int64_t>(
-      1, std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), H / kAlign));
-  struct BandState {
+  const int64_t G = 4 * H, count = ColumnBands(pool, B, H);
+  struct ColumnBand {
     int64_t u0, u1, chunk;
     std::unique_ptr<PackedMatrix<T>> w_h;
     std::vector<T> w_x, bias, projected, a, c, c_new, tanh_c;
-    int64_t first = 0;                   // the first step of the chunk in `projected`
-    std::atomic<int64_t> next_step{-1};  // the first step no thread has taken
+    int64_t first = 0;  // the first step of the chunk in `projected`
   };
-  struct State {
-    std::vector<BandState> bands;
-    std::vector<T> h;  // (2, B, H): the states before and after a step
-    std::atomic<int64_t> slots{0}, done{0};
-    std::function<void()> body;
-  };
-  auto state = std::make_shared<State>();
-  state->bands = std::vector<BandState>(count);
-  state->h.assign(2 * B * H, T(0));
-  std::copy(h0, h0 + B * H, state->h.begin());
+  std::vector<ColumnBand> bands(count);
+  for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
+  std::vector<T> states(2 * B * H);  // (2, B, H): h before and after a step
+  std::copy(h0, h0 + B * H, states.begin());
 
-  auto run = [=, st = state.get()](int64_t s, int64_t j) {
-    BandState& band = st->bands[j];
+  RunBandsInSteps(pool, count, -1, steps - 1, [&](int64_t s, int64_t j) {
+    ColumnBand& band = bands[j];
     const int64_t u0 = band.u0, n = band.u1 - u0, Gb = 4 * n;
     if (s < 0) {  // this band's columns of the weights and the bias, and its cells
       std::vector<T> w(H * Gb);
@@ -455,8 +494,8 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
       CallGemm<T>(kNoTrans, kNoTrans, length * B, Gb, I, xs + band.first * B * I, I,
                   band.w_x.data(), Gb, band.projected.data(), Gb);
     }
-    const T* h_prev = st->h.data() + (s % 2) * B * H;
-    T* h_next = st->h.data() + ((s + 1) % 2) * B * H;
+    const T* h_prev = states.data() + (s % 2) * B * H;
+    T* h_next = states.data() + ((s + 1) % 2) * B * H;
     const T* __restrict x = band.projected.data() + (t - band.first) * B * Gb;
     const T* __restrict b = band.bias.data();
     T* __restrict a = band.a.data();
@@ -483,34 +522,10 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
       std::copy(band.c_new.data() + r * n, band.c_new.data() + (r + 1) * n,
                 band.c.data() + r * n);
     }
-  };
-  for (int64_t j = 0; j < count; ++j) {
-    auto [u0, u1] = Band(H, count, j);
-    state->bands[j].u0 = u0;
-    state->bands[j].u1 = u1;
-  }
-  // Every thread, this one included; a helper that starts after the last step
-  // finds every band taken and returns without touching the buffers.
-  state->body = [st = state.get(), run, count, steps]() {
-    const int64_t own = st->slots.fetch_add(1) % count;
-    for (int64_t s = -1; s < steps; ++s) {
-      for (int64_t k = 0; k < count; ++k) {
-        const int64_t j = (own + k) % count;
-        int64_t expected = s;
-        if (st->bands[j].next_step.compare_exchange_strong(expected, s + 1)) {
-          run(s, j);
-          st->done.fetch_add(1, std::memory_order_acq_rel);
-        }
-      }
-      SpinUntil(st->done, (s + 2) * count);  // every band of step s
-    }
-  };
-  const int64_t helpers = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), count) - 1;
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state]() { state->body(); });
-  state->body();
-  std::copy(state->h.begin() + (steps % 2) * B * H, state->h.begin() + (steps % 2 + 1) * B * H,
+  });
+  std::copy(states.begin() + (steps % 2) * B * H, states.begin() + (steps % 2 + 1) * B * H,
             out.h);
-  for (const BandState& band : state->bands) {
+  for (const ColumnBand& band : bands) {
     const int64_t n = band.u1 - band.u0;
     for (int64_t r = 0; r < B; ++r) {
       std::copy(band.c.data() + r * n, band.c.data() + (r + 1) * n, out.c + r * H + band.u0);
@@ -528,11 +543,152 @@ template <typename T>
 void LstmForward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I, int64_t H,
                  const T* xs, const T* w_ih, const T* w_hh, const T* bias, const T* h0,
                  const T* c0, const bool* valid, bool reverse, LstmOutputs<T> out) {
-  if (pool.num_threads() > 1 && H >= 2 * kAlign && B * H * 4 * H >= kMinBlockWork) {
+  if (ColumnBands(pool, B, H) > 1) {
     LstmForwardByColumns<T>(pool, steps, B, I, H, xs, w_ih, w_hh, bias, h0, c0, valid, reverse,
                             out);
   } else {
     LstmForwardByRows<T>(pool, steps, B, I, H, xs, w_ih, w_hh, bias, h0, c0, valid, reverse, out);
+  }
+}
+
+// The LSTM's backward loop, what fused.py's reverse scan computes, over the steps in
+// the opposite order to the forward pass's: with dh and dc the gradients w.r.t. a
+// step's new state (dh = d_y + the step after's), dc += dh k_c, the gradient w.r.t.
+// the gate pre-activations dG = [dc dc dc dh] ⊙ k (written over k), and w.r.t. the
+// state before the step dh_prev = dG W_hhᵀ, dc_prev = dc f; past a sequence's
+// length dG = 0 and the gradients pass through unchanged. Cut by columns like the
+// forward pass: band j owns hidden units [u0, u1), their columns of dh and dc, of
+// all four gates of dG, and w_hh's rows [u0, u1), transposed and packed once. Step
+// s of a band takes dh_prev's columns from the whole of the step before's dG (so
+// the steps synchronise), then its own columns of step s's dG.
+template <typename T>
+void LstmBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, const T* w_hh,
+                  const T* k_c, const T* f, const T* d_ys, const bool* valid, bool reverse,
+                  const T* dh_last, const T* dc_last, T* d_gates, T* dh_first, T* dc_first) {
+  const int64_t G = 4 * H, count = ColumnBands(pool, B, H);
+  struct RowBand {
+    int64_t u0, u1;
+    std::unique_ptr<PackedMatrix<T>> w;  // w_hhᵀ's columns [u0, u1): (4H, u1 - u0)
+    std::vector<T> dh, dh_next, dc;      // (B, u1 - u0) each
+  };
+  std::vector<RowBand> bands(count);
+  for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
+  // Loop step s is time t(s); step `steps` only finishes the last dh_prev.
+  auto time = [&](int64_t s) { return reverse ? s : steps - 1 - s; };
+
+  RunBandsInSteps(pool, count, -1, steps, [&](int64_t s, int64_t j) {
+    RowBand& band = bands[j];
+    const int64_t u0 = band.u0, n = band.u1 - u0;
+    if (s < 0) {
+      std::vector<T> w(G * n);
+      for (int64_t u = 0; u < n; ++u) {
+        for (int64_t q = 0; q < G; ++q) w[q * n + u] = w_hh[(u0 + u) * G + q];
+      }
+      band.w = std::make_unique<PackedMatrix<T>>(B, n, G, w.data());
+      band.dh.resize(B * n);
+      band.dh_next.resize(B * n);
+      band.dc.resize(B * n);
+      for (int64_t r = 0; r < B; ++r) {
+        std::copy(dh_last + r * H + u0, dh_last + r * H + u0 + n, band.dh_next.data() + r * n);
+        std::copy(dc_last + r * H + u0, dc_last + r * H + u0 + n, band.dc.data() + r * n);
+      }
+      return;
+    }
+    if (s > 0) {  // dh_prev of step s - 1, from all of its dG
+      const int64_t t = time(s - 1);
+      std::fill(band.dh_next.begin(), band.dh_next.end(), T(0));
+      band.w->MultiplyAdd(d_gates + t * B * G, band.dh_next.data());
+      for (int64_t r = 0; r < B; ++r) {
+        if (valid != nullptr && !valid[t * B + r]) {
+          std::copy(band.dh.data() + r * n, band.dh.data() + (r + 1) * n,
+                    band.dh_next.data() + r * n);
+        }
+      }
+    }
+    if (s == steps) return;
+    const int64_t t = time(s);
+    for (int64_t r = 0; r < B; ++r) {
+      const int64_t at = t * B + r;
+      const T* __restrict d_y = d_ys + at * H + u0;
+      const T* __restrict kc = k_c + at * H + u0;
+      const T* __restrict fr = f + at * H + u0;
+      const T* __restrict dh_next = band.dh_next.data() + r * n;
+      T* __restrict dh = band.dh.data() + r * n;
+      T* __restrict dc = band.dc.data() + r * n;
+      T* __restrict dg = d_gates + at * G + u0;
+      if (valid != nullptr && !valid[at]) {  // dG = 0; dh and dc pass through
+        for (int64_t u = 0; u < n; ++u) dh[u] = d_y[u] + dh_next[u];
+        for (int64_t g = 0; g < 4; ++g) std::fill(dg + g * H, dg + g * H + n, T(0));
+        continue;
+      }
+      for (int64_t u = 0; u < n; ++u) {
+        const T dh_u = d_y[u] + dh_next[u];
+        const T dc_u = dc[u] + dh_u * kc[u];
+        dg[u] *= dc_u;
+        dg[H + u] *= dc_u;
+        dg[2 * H + u] *= dc_u;
+        dg[3 * H + u] *= dh_u;
+        dh[u] = dh_u;
+        dc[u] = dc_u * fr[u];
+      }
+    }
+  });
+  for (const RowBand& band : bands) {
+    const int64_t n = band.u1 - band.u0;
+    for (int64_t r = 0; r < B; ++r) {
+      std::copy(band.dh_next.data() + r * n, band.dh_next.data() + (r + 1) * n,
+                dh_first + r * H + band.u0);
+      std::copy(band.dc.data() + r * n, band.dc.data() + (r + 1) * n, dc_first + r * H + band.u0);
+    }
+  }
+}
+
+ffi::Error LstmGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer k,
+                    ffi::AnyBuffer k_c, ffi::AnyBuffer f, ffi::AnyBuffer d_ys,
+                    ffi::AnyBuffer valid, ffi::AnyBuffer dh_last, ffi::AnyBuffer dc_last,
+                    ffi::Result<ffi::AnyBuffer> d_gates, ffi::Result<ffi::AnyBuffer> dh_first,
+                    ffi::Result<ffi::AnyBuffer> dc_first, bool reverse, bool has_valid) {
+  auto kd = k.dimensions(), wd = w_hh.dimensions();
+  if (kd.size() != 3 || wd.size() != 2 || kd[2] != 4 * wd[0] || wd[1] != 4 * wd[0]) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_lstm_grad: k (T, B, 4H), w_hh (H, 4H)");
+  }
+  const int64_t steps = kd[0], B = kd[1], H = wd[0];
+  const int64_t per_step = steps * B * H;
+  if (k_c.element_count() != per_step || f.element_count() != per_step ||
+      d_ys.element_count() != per_step || dh_last.element_count() != B * H ||
+      dc_last.element_count() != B * H || d_gates->element_count() != 4 * per_step ||
+      (has_valid && (valid.element_count() != steps * B ||
+                     valid.element_type() != ffi::DataType::PRED))) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_lstm_grad: shapes do not match");
+  }
+  if (B == 0 || H == 0) return ffi::Error::Success();
+  const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
+  switch (k.element_type()) {
+    case ffi::DataType::F32:
+      if (d_gates->untyped_data() != k.untyped_data()) {  // without the alias: a copy
+        std::copy(k.typed_data<float>(), k.typed_data<float>() + 4 * per_step,
+                  d_gates->typed_data<float>());
+      }
+      LstmBackward<float>(pool, steps, B, H, w_hh.typed_data<float>(), k_c.typed_data<float>(),
+                          f.typed_data<float>(), d_ys.typed_data<float>(), mask, reverse,
+                          dh_last.typed_data<float>(), dc_last.typed_data<float>(),
+                          d_gates->typed_data<float>(), dh_first->typed_data<float>(),
+                          dc_first->typed_data<float>());
+      return ffi::Error::Success();
+    case ffi::DataType::F64:
+      if (d_gates->untyped_data() != k.untyped_data()) {
+        std::copy(k.typed_data<double>(), k.typed_data<double>() + 4 * per_step,
+                  d_gates->typed_data<double>());
+      }
+      LstmBackward<double>(pool, steps, B, H, w_hh.typed_data<double>(),
+                           k_c.typed_data<double>(), f.typed_data<double>(),
+                           d_ys.typed_data<double>(), mask, reverse,
+                           dh_last.typed_data<double>(), dc_last.typed_data<double>(),
+                           d_gates->typed_data<double>(), dh_first->typed_data<double>(),
+                           dc_first->typed_data<double>());
+      return ffi::Error::Success();
+    default:
+      return ffi::Error::InvalidArgument("jaxrnn_blas_lstm_grad: float32 or float64 only");
   }
 }
 
@@ -619,5 +775,22 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_lstm, Lstm,
                                   .Ret<ffi::AnyBuffer>()  // k (T, B, 4H), or empty
                                   .Ret<ffi::AnyBuffer>()  // k_c (T, B, H), or empty
                                   .Ret<ffi::AnyBuffer>()  // f (T, B, H), or empty
+                                  .Attr<bool>("reverse")
+                                  .Attr<bool>("has_valid"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_lstm_grad, LstmGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // w_hh (H, 4H)
+                                  .Arg<ffi::AnyBuffer>()  // k (T, B, 4H), aliased to d_gates
+                                  .Arg<ffi::AnyBuffer>()  // k_c (T, B, H)
+                                  .Arg<ffi::AnyBuffer>()  // f (T, B, H)
+                                  .Arg<ffi::AnyBuffer>()  // d_ys (T, B, H), zero past lengths
+                                  .Arg<ffi::AnyBuffer>()  // valid (T, B) bool, if has_valid
+                                  .Arg<ffi::AnyBuffer>()  // dh_T (B, H)
+                                  .Arg<ffi::AnyBuffer>()  // dc_T (B, H)
+                                  .Ret<ffi::AnyBuffer>()  // d_gates (T, B, 4H)
+                                  .Ret<ffi::AnyBuffer>()  // dh_0 (B, H)
+                                  .Ret<ffi::AnyBuffer>()  // dc_0 (B, H)
                                   .Attr<bool>("reverse")
                                   .Attr<bool>("has_valid"));
