@@ -223,16 +223,19 @@ class PackedMatrix {
     }
   }
 
-  // c += a @ b for a of shape (m, k), c (m, n).
-  void MultiplyAdd(const T* a, T* c) const {
+  // c = a @ b + beta c for a of shape (m, k), c (m, n).
+  void Multiply(const T* a, T* c, T beta) const {
     if constexpr (std::is_same_v<T, float>) {
-      cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, data_.get(), n_, 1.0f,
+      cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, data_.get(), n_, beta,
                           c, n_);
     } else {
-      cblas_dgemm_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, data_.get(), n_, 1.0,
+      cblas_dgemm_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, data_.get(), n_, beta,
                           c, n_);
     }
   }
+
+  // c += a @ b.
+  void MultiplyAdd(const T* a, T* c) const { Multiply(a, c, T(1)); }
 
  private:
   struct Free {
@@ -450,7 +453,7 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
   const int64_t G = 4 * H, count = ColumnBands(pool, B, H);
   struct ColumnBand {
     int64_t u0, u1, chunk;
-    std::unique_ptr<PackedMatrix<T>> w_h;
+    std::unique_ptr<PackedMatrix<T>> w_h, w_x_packed;  // the latter for whole chunks
     std::vector<T> w_x, bias, projected, a, c, c_new, tanh_c;
     int64_t first = 0;  // the first step of the chunk in `projected`
   };
@@ -477,6 +480,10 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
       }
       band.w_h = std::make_unique<PackedMatrix<T>>(B, Gb, H, w.data());
       band.chunk = std::max<int64_t>(1, kChunkBytes / static_cast<int64_t>(B * Gb * sizeof(T)));
+      if (I > 0 && band.chunk < steps) {
+        band.w_x_packed =
+            std::make_unique<PackedMatrix<T>>(band.chunk * B, Gb, I, band.w_x.data());
+      }
       band.projected.assign(std::min(band.chunk, steps) * B * Gb, T(0));
       band.a.resize(B * Gb);
       band.c.resize(B * n);
@@ -491,8 +498,12 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
     if (s % band.chunk == 0 && I > 0) {  // the inputs of the next chunk of steps
       const int64_t length = std::min(band.chunk, steps - s);
       band.first = reverse ? t - length + 1 : t;
-      CallGemm<T>(kNoTrans, kNoTrans, length * B, Gb, I, xs + band.first * B * I, I,
-                  band.w_x.data(), Gb, band.projected.data(), Gb);
+      if (length == band.chunk && band.w_x_packed) {
+        band.w_x_packed->Multiply(xs + band.first * B * I, band.projected.data(), T(0));
+      } else {
+        CallGemm<T>(kNoTrans, kNoTrans, length * B, Gb, I, xs + band.first * B * I, I,
+                    band.w_x.data(), Gb, band.projected.data(), Gb);
+      }
     }
     const T* h_prev = states.data() + (s % 2) * B * H;
     T* h_next = states.data() + ((s + 1) % 2) * B * H;
