@@ -30,11 +30,14 @@ float64); the fused path is faster because of where the work goes:
   for little time.
 
 - **oneMKL on a CPU** (``jaxrnn.blas``, where installed): every matmul in the
-  data's dtype is a custom call into oneMKL, and the LSTM's forward pass when
-  nothing is differentiated is one custom call for the whole loop (each thread
-  runs all steps for its own rows of the batch, projecting each step's inputs
-  in the loop, with the weights packed once).
-  Elsewhere, and with ``jaxrnn.blas.use(False)``, XLA's dot and the scan.
+  data's dtype is a custom call into oneMKL, and each of the LSTM's two loops
+  is one custom call: the forward loop with its input projection (and, under
+  differentiation, the backward pass's factors), the backward loop writing
+  the gate gradients over the factors. Large steps are cut by columns (each
+  thread owns a band of hidden units and its slice of the weights; the bands
+  synchronise at every step), small ones by rows of the batch. Forward-mode
+  derivatives of these calls (second-order reverse mode) go through the scans.
+  Elsewhere, and with ``jaxrnn.blas.use(False)``, XLA's dot and the scans.
 
 - **bfloat16 matmuls** (``compute_dtype=jnp.bfloat16``). Every matmul of both
   passes casts its inputs (the weights once, before the loops) and

@@ -16,6 +16,10 @@ call it instead:
   competes with XLA's for the cores.
 - It lowers to the custom call on CPUs only; on other platforms, for other
   dtypes, or when oneMKL or a compiler is missing, it is ``lax.dot_general``.
+- The same library holds the LSTM's two loops as custom calls of their own
+  (``_lstm_forward``, ``_lstm_backward``; private: ``jaxrnn.fused`` calls them
+  with checked arguments), so that a step's matmul, gates and synchronisation
+  run without a return to XLA between steps.
 
 The arithmetic is a BLAS's float32 (or float64) product, equal to XLA's up to
 rounding (tested against NumPy in float64). ``JAXRNN_BLAS=xla`` in the

@@ -355,12 +355,16 @@ void LstmForwardByRows(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t 
           std::fill(y, y + H, T(0));
           continue;
         }
-        const T* o = a.data() + r * G + 3 * H;  // σ(o) / 2 - 1/2 there, by Gates
+        const T* __restrict o = a.data() + r * G + 3 * H;  // tanh(o/2), by Gates
         T* __restrict hr = h.data() + r * H;
         const T* __restrict tc = tanh_c.data() + r * H;
-        for (int64_t j = 0; j < H; ++j) hr[j] = y[j] = (o[j] * T(0.5) + T(0.5)) * tc[j];
-        std::copy(c_new.data() + r * H, c_new.data() + (r + 1) * H, c.data() + r * H);
+        for (int64_t j = 0; j < H; ++j) hr[j] = (o[j] * T(0.5) + T(0.5)) * tc[j];
+        std::copy(hr, hr + H, y);
+        if (valid != nullptr) {  // else all rows at once below
+          std::copy(c_new.data() + r * H, c_new.data() + (r + 1) * H, c.data() + r * H);
+        }
       }
+      if (valid == nullptr) std::swap(c, c_new);
     }
     std::copy(h.begin(), h.end(), out.h + r0 * H);
     std::copy(c.begin(), c.end(), out.c + r0 * H);
@@ -527,12 +531,16 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
         std::fill(y, y + n, T(0));
         continue;
       }
-      const T* o = a + r * Gb + 3 * n;  // tanh(o/2), by Gates
+      const T* __restrict o = a + r * Gb + 3 * n;  // tanh(o/2), by Gates
       const T* __restrict tc = band.tanh_c.data() + r * n;
-      for (int64_t u = 0; u < n; ++u) h[u] = y[u] = (o[u] * T(0.5) + T(0.5)) * tc[u];
-      std::copy(band.c_new.data() + r * n, band.c_new.data() + (r + 1) * n,
-                band.c.data() + r * n);
+      for (int64_t u = 0; u < n; ++u) h[u] = (o[u] * T(0.5) + T(0.5)) * tc[u];
+      std::copy(h, h + n, y);
+      if (valid != nullptr) {  // else all rows at once below
+        std::copy(band.c_new.data() + r * n, band.c_new.data() + (r + 1) * n,
+                  band.c.data() + r * n);
+      }
     }
+    if (valid == nullptr) std::swap(band.c, band.c_new);
   });
   std::copy(states.begin() + (steps % 2) * B * H, states.begin() + (steps % 2 + 1) * B * H,
             out.h);
