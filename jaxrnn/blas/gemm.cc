@@ -2,11 +2,14 @@
 //
 // - jaxrnn_blas_gemm: out[i] = op(a[i]) @ op(b[i]) for every index i of the
 //   leading (batch) axes, op the identity or the transpose, row-major.
-// - jaxrnn_blas_lstm: an LSTM's forward pass over a whole sequence.
+// - jaxrnn_blas_lstm: an LSTM's forward pass over a whole sequence, its input
+//   projection included, and for a training pass the backward pass's factors.
+// - jaxrnn_blas_lstm_grad: the LSTM's backward loop over a whole sequence.
 //
 // oneMKL runs single-threaded; the work is cut into bands (of a product's
-// columns or rows, of the LSTM's batch rows) that run on XLA's own intra-op
-// threads, so no second thread pool competes with XLA's for the cores.
+// columns or rows, of the LSTM's hidden units or batch rows) that run on XLA's
+// own intra-op threads, so no second thread pool competes with XLA's for the
+// cores.
 //
 // Built by jaxrnn/blas/__init__.py, linked to oneMKL's LP64, sequential and core
 // libraries and loaded with RTLD_DEEPBIND, so that its oneMKL calls reach these
@@ -427,12 +430,12 @@ void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_
   state->Take();
 }
 
-// How many bands of hidden units a loop cut by columns uses: one per thread, none
-// narrower than a vector, and one where a step's matmul is not worth a thread.
+// How many bands of hidden units a loop cut by columns uses: one per thread at
+// most, none narrower than a vector, none with less than kMinBlockWork of a step's
+// (B, H) x (H, 4H) multiply-adds (the band's share is worth a synchronisation).
 int64_t ColumnBands(ffi::ThreadPool& pool, int64_t B, int64_t H) {
-  if (B * H * 4 * H < kMinBlockWork) return 1;
-  return std::max<int64_t>(
-      1, std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), H / kAlign));
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  return std::max<int64_t>(1, std::min({threads, H / kAlign, B * H * 4 * H / kMinBlockWork}));
 }
 
 // Rows of projected inputs a band of the column-cut LSTM computes at a time.
