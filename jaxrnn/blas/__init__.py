@@ -404,13 +404,13 @@ def _lstm_forward(
     computes it. Where ``valid[t, r]`` is false, sequence ``r`` keeps its carry and
     its output is zero. The work of a step is cut among XLA's threads:
 
-    - **by columns** (two bands of 16 hidden units or more, and a step's matmul of
-      at least 2**20 multiply-adds): a band of hidden units owns its columns of
-      all four gates, its slices of ``w_hh`` (packed once) and ``w_ih``, and
-      projects its inputs for a chunk of steps at a time, one large matmul into
-      2 MiB, never the whole ``(T, B, 4H)`` projection. Each core reads only its
-      slice of ``w_hh`` each step, and threads take one another's bands when one
-      lags; the bands synchronise at every step.
+    - **by columns** (two bands or more, each of 16 hidden units or more and
+      2**20 multiply-adds of a step's matmul): a band of hidden units owns its
+      columns of all four gates, its slices of ``w_hh`` (packed once) and
+      ``w_ih``, and projects its inputs for a chunk of steps at a time, one
+      large matmul into 2 MiB, never the whole ``(T, B, 4H)`` projection. Each
+      core reads only its slice of ``w_hh`` each step, and threads take one
+      another's bands when one lags; the bands synchronise at every step.
     - **by rows** otherwise: each thread runs every step for a band of the
       batch's rows (independent sequences), no synchronisation, per step a
       ``(rows, I) x (I, 4H)`` and a ``(rows, H) x (H, 4H)`` matmul.
