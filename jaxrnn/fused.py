@@ -547,14 +547,29 @@ def _forward(
     return final, ys, tuple(rows) + tuple(extra)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _kernel_or_scan(kernel: Callable, scan: Callable, *args):
+    """``kernel(*args)`` on a CPU, ``scan(*args)`` elsewhere; derivatives are the scan's.
+
+    ``kernel`` is one of ``jaxrnn.blas``'s loop custom calls, equal to ``scan`` but
+    without a derivative of its own: second-order reverse mode differentiates the
+    forward pass and the backward loop, and gets ``jax.jvp`` of the scan.
+    """
+
+    @jax.custom_jvp
+    def call(*args):
+        return lax.platform_dependent(*args, cpu=kernel, default=scan)
+
+    call.defjvp(lambda primals, tangents: jax.jvp(scan, primals, tangents))
+    return call(*args)
+
+
 def _lstm_loop(config: _Config, keep: str, params: Any, xs: Array, carry: Any, valid: Any):
     """``_forward`` of an LSTM with ``keep`` ``"nothing"`` or ``"activations"``: on a CPU,
     the whole loop, its input projection and the backward pass's factors included, as
     one oneMKL custom call (``blas._lstm_forward``); elsewhere the scan."""
     factors = keep == "activations"
 
-    def on_cpu(params, xs, carry, valid):
+    def kernel(params, xs, carry, valid):
         ys, h, c, *saved = blas._lstm_forward(
             xs,
             params.w_ih,
@@ -567,22 +582,10 @@ def _lstm_loop(config: _Config, keep: str, params: Any, xs: Array, carry: Any, v
         )
         return (h, c), ys, tuple(saved) if factors else None
 
-    def elsewhere(params, xs, carry, valid):
+    def scan(params, xs, carry, valid):
         return _forward(config._replace(blas=False), params, xs, carry, valid, keep)
 
-    return lax.platform_dependent(params, xs, carry, valid, cpu=on_cpu, default=elsewhere)
-
-
-@_lstm_loop.defjvp
-def _lstm_loop_jvp(config: _Config, keep: str, primals, tangents):
-    # The custom call has no derivative; the scan it equals has one. (Second-order
-    # reverse mode differentiates the forward pass that stores the factors.)
-    valid = primals[3]
-
-    def scan(params, xs, carry):
-        return _forward(config._replace(blas=False), params, xs, carry, valid, keep)
-
-    return jax.jvp(scan, primals[:3], tangents[:3])
+    return _kernel_or_scan(kernel, scan, params, xs, carry, valid)
 
 
 def _lstm_backward_scan(config: _Config, w_hh, k, k_c, f, d_ys, valid, d_final):
@@ -609,39 +612,20 @@ def _lstm_backward_scan(config: _Config, w_hh, k, k_c, f, d_ys, valid, d_final):
     return d_carry, d_gates
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _lstm_backward_loop(config: _Config, w_hh, k, k_c, f, d_ys, valid, d_final):
     """``_lstm_backward_scan``; on a CPU with ``jaxrnn.blas``, one oneMKL custom call
     (``blas._lstm_backward``) for the whole loop."""
     if not config.blas:
         return _lstm_backward_scan(config, w_hh, k, k_c, f, d_ys, valid, d_final)
+    scan = functools.partial(_lstm_backward_scan, config._replace(blas=False))
 
-    def on_cpu(w_hh, k, k_c, f, d_ys, valid, d_final):
+    def kernel(w_hh, k, k_c, f, d_ys, valid, d_final):
         d_gates, dh, dc = blas._lstm_backward(
             w_hh, k, k_c, f, d_ys, valid, *d_final, reverse=config.reverse
         )
         return (dh, dc), d_gates
 
-    def elsewhere(*args):
-        return _lstm_backward_scan(config._replace(blas=False), *args)
-
-    return lax.platform_dependent(
-        w_hh, k, k_c, f, d_ys, valid, d_final, cpu=on_cpu, default=elsewhere
-    )
-
-
-@_lstm_backward_loop.defjvp
-def _lstm_backward_loop_jvp(config: _Config, primals, tangents):
-    # As for _lstm_loop: the scan has a derivative (second-order reverse mode).
-    valid = primals[5]
-
-    def scan(w_hh, k, k_c, f, d_ys, d_final):
-        return _lstm_backward_scan(
-            config._replace(blas=False), w_hh, k, k_c, f, d_ys, valid, d_final
-        )
-
-    keep = (0, 1, 2, 3, 4, 6)
-    return jax.jvp(scan, [primals[i] for i in keep], [tangents[i] for i in keep])
+    return _kernel_or_scan(kernel, scan, w_hh, k, k_c, f, d_ys, valid, d_final)
 
 
 # --------------------------------------------------------------------------- custom_vjp

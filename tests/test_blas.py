@@ -222,6 +222,28 @@ def test_the_fused_path_uses_it_and_agrees_with_xlas_dot(rng, make_cell):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
 
 
+def _lstm_problem(rng, T, B, H, with_lengths):
+    """A float64 LSTM (input size 4, biases not zero), inputs ``(T, B, 4)``, a random
+    initial carry, and random lengths (some 0, some T) or ``None``."""
+    cell = jaxrnn.lstm(H)
+    params = jax.tree.map(lambda a: a.astype(np.float64), cell.init(jax.random.key(1), 4))
+    params = params._replace(b=jnp.asarray(rng.standard_normal(4 * H)))
+    xs = jnp.asarray(rng.standard_normal((T, B, 4)))
+    carry = jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape)), cell.zero_carry((B,)))
+    lengths = jnp.asarray(rng.integers(0, T + 1, B)) if with_lengths else None
+    return cell, params, xs, carry, lengths
+
+
+def _with_and_without_blas(make, *args):
+    """``jit(make())(*args)`` with ``jaxrnn.blas`` and with it switched off (XLA's dot
+    and scans). ``make`` builds a new function each time: JAX caches traces by
+    function, and ``blas.use`` acts when one is traced."""
+    got = jax.jit(make())(*args)
+    with blas.use(False):
+        expected = jax.jit(make())(*args)
+    return got, expected
+
+
 @needs_blas
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("with_lengths", [False, True])
@@ -235,20 +257,13 @@ def test_the_lstm_forward_kernel_equals_the_scan(rng, T, B, H, reverse, with_len
     multiply-adds, too little for two bands) and the last two's by columns, on
     two or more threads: two bands of 64 and 72 units, which at T=70 project
     their inputs in three chunks of steps each."""
-    cell = jaxrnn.lstm(H)
-    params = jax.tree.map(lambda a: a.astype(np.float64), cell.init(jax.random.key(1), 4))
-    params = params._replace(b=jnp.asarray(rng.standard_normal(4 * H)))  # biases not zero
-    xs = jnp.asarray(rng.standard_normal((T, B, 4)))
-    carry = jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape)), cell.zero_carry((B,)))
-    lengths = jnp.asarray(rng.integers(0, T + 1, B)) if with_lengths else None
+    cell, params, xs, carry, lengths = _lstm_problem(rng, T, B, H, with_lengths)
 
-    def make_forward():  # a new function each time: JAX caches traces by function
+    def make_forward():
         return lambda p, x, c: jaxrnn.unroll(cell, p, x, c, seq_lengths=lengths, reverse=reverse)
 
     assert "jaxrnn_blas_lstm" in lowered_text(make_forward(), params, xs, carry)
-    got = jax.jit(make_forward())(params, xs, carry)
-    with blas.use(False):
-        expected = jax.jit(make_forward())(params, xs, carry)
+    got, expected = _with_and_without_blas(make_forward, params, xs, carry)
     for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
 
@@ -262,15 +277,10 @@ def test_the_lstm_kernel_in_the_training_pass_equals_the_scan(rng, T, B, H, reve
     factors (by rows at the first size, by columns at the second): the gradients
     w.r.t. the parameters, the inputs and the initial carry equal those with XLA's
     dot and the scan, in float64."""
-    cell = jaxrnn.lstm(H)
-    params = jax.tree.map(lambda a: a.astype(np.float64), cell.init(jax.random.key(3), 4))
-    params = params._replace(b=jnp.asarray(rng.standard_normal(4 * H)))
-    xs = jnp.asarray(rng.standard_normal((T, B, 4)))
-    carry = jax.tree.map(lambda a: jnp.asarray(rng.standard_normal(a.shape)), cell.zero_carry((B,)))
-    lengths = jnp.asarray(rng.integers(0, T + 1, B)) if with_lengths else None
+    cell, params, xs, carry, lengths = _lstm_problem(rng, T, B, H, with_lengths)
     weights = jnp.asarray(rng.standard_normal((T, B, H)))
 
-    def make_grad():  # a new function each time: JAX caches traces by function
+    def make_grad():
         def loss(params, xs, carry):
             final, ys = jaxrnn.unroll(cell, params, xs, carry, seq_lengths=lengths, reverse=reverse)
             return jnp.sum(weights * ys) + jnp.sum(jnp.sin(final.c))
@@ -278,9 +288,7 @@ def test_the_lstm_kernel_in_the_training_pass_equals_the_scan(rng, T, B, H, reve
         return jax.grad(loss, argnums=(0, 1, 2))
 
     assert "jaxrnn_blas_lstm" in lowered_text(make_grad(), params, xs, carry)
-    got = jax.jit(make_grad())(params, xs, carry)
-    with blas.use(False):
-        expected = jax.jit(make_grad())(params, xs, carry)
+    got, expected = _with_and_without_blas(make_grad, params, xs, carry)
     for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
 
@@ -300,8 +308,19 @@ def test_the_lstm_forward_kernel_under_vmap_and_without_bias(rng):
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_the_lstm_forward_kernel_says_when_it_is_switched_off():
+def test_the_lstm_kernels_say_when_they_are_switched_off():
     with blas.use(False), pytest.raises(RuntimeError, match="needs the oneMKL custom call"):
         blas._lstm_forward(
             jnp.ones((2, 1, 3)), jnp.ones((3, 4)), jnp.ones((1, 4)), None, *[jnp.ones((1, 1))] * 2
+        )
+    per_step = jnp.ones((2, 1, 1))
+    with blas.use(False), pytest.raises(RuntimeError, match="_lstm_backward needs the oneMKL"):
+        blas._lstm_backward(
+            jnp.ones((1, 4)),
+            jnp.ones((2, 1, 4)),
+            per_step,
+            per_step,
+            per_step,
+            None,
+            *[jnp.ones((1, 1))] * 2,
         )

@@ -257,6 +257,15 @@ void Tanh(int64_t n, const T* a, T* r) {
   }
 }
 
+// rows x n elements from src (rows ld_src apart) to dst (rows ld_dst apart): a band's
+// columns of a (B, H) matrix in or out of the band's own (B, n).
+template <typename T>
+void CopyRows(int64_t rows, int64_t n, const T* src, int64_t ld_src, T* dst, int64_t ld_dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy(src + r * ld_src, src + r * ld_src + n, dst + r * ld_dst);
+  }
+}
+
 // One step's gates for n rows, from a = the pre-activations [i f g o] (n, 4H):
 // c_new = σ(f) c + σ(i) tanh(g), tanh_c = tanh(c_new); a is overwritten, its o
 // block left as tanh(o/2) for the caller's σ(o) = tanh(o/2)/2 + 1/2. Plain loops
@@ -319,6 +328,33 @@ void Factors(int64_t n, int64_t m, int64_t H, const T* a, const T* c_prev, const
   }
 }
 
+// The new states of n rows of m hidden units, after Gates and from its a and tanh_c:
+// h = σ(o) tanh(c_new) into h and the outputs y (both with rows H apart), and
+// c_new becoming c (by swapping the buffers when every row is valid). A row past
+// its length (valid[r] false, valid given) keeps its c and its h (copied from
+// h_prev where that is another buffer) and outputs zeros.
+template <typename T>
+void NewStates(int64_t n, int64_t m, int64_t H, const T* a, const T* tanh_c, const bool* valid,
+               const T* h_prev, T* h, T* y, std::vector<T>& c, std::vector<T>& c_new) {
+  for (int64_t r = 0; r < n; ++r) {
+    T* __restrict hr = h + r * H;
+    T* yr = y + r * H;
+    if (valid != nullptr && !valid[r]) {
+      if (h_prev != h) std::copy(h_prev + r * H, h_prev + r * H + m, hr);
+      std::fill(yr, yr + m, T(0));
+      continue;
+    }
+    const T* __restrict o = a + r * 4 * m + 3 * m;  // tanh(o/2), by Gates
+    const T* __restrict tc = tanh_c + r * m;
+    for (int64_t u = 0; u < m; ++u) hr[u] = (o[u] * T(0.5) + T(0.5)) * tc[u];
+    std::copy(hr, hr + m, yr);
+    if (valid != nullptr) {
+      std::copy(c_new.data() + r * m, c_new.data() + (r + 1) * m, c.data() + r * m);
+    }
+  }
+  if (valid == nullptr) std::swap(c, c_new);
+}
+
 // The LSTM's forward pass (see LstmForward) cut by rows: the rows of the batch are
 // independent sequences, so each thread runs every step for a band of rows of its
 // own, with no synchronisation between steps: per step two matmuls into the gates,
@@ -352,22 +388,9 @@ void LstmForwardByRows(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t 
         Factors<T>(n, H, H, a.data(), c.data(), tanh_c.data(), out.k + at * G, out.k_c + at * H,
                    out.f + at * H);
       }
-      for (int64_t r = 0; r < n; ++r) {
-        T* y = out.ys + (t * B + r0 + r) * H;
-        if (valid != nullptr && !valid[t * B + r0 + r]) {
-          std::fill(y, y + H, T(0));
-          continue;
-        }
-        const T* __restrict o = a.data() + r * G + 3 * H;  // tanh(o/2), by Gates
-        T* __restrict hr = h.data() + r * H;
-        const T* __restrict tc = tanh_c.data() + r * H;
-        for (int64_t j = 0; j < H; ++j) hr[j] = (o[j] * T(0.5) + T(0.5)) * tc[j];
-        std::copy(hr, hr + H, y);
-        if (valid != nullptr) {  // else all rows at once below
-          std::copy(c_new.data() + r * H, c_new.data() + (r + 1) * H, c.data() + r * H);
-        }
-      }
-      if (valid == nullptr) std::swap(c, c_new);
+      NewStates<T>(n, H, H, a.data(), tanh_c.data(),
+                   valid == nullptr ? nullptr : valid + t * B + r0, h.data(), h.data(),
+                   out.ys + (t * B + r0) * H, c, c_new);
     }
     std::copy(h.begin(), h.end(), out.h + r0 * H);
     std::copy(c.begin(), c.end(), out.c + r0 * H);
@@ -496,9 +519,7 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
       band.c.resize(B * n);
       band.c_new.resize(B * n);
       band.tanh_c.resize(B * n);
-      for (int64_t r = 0; r < B; ++r) {
-        std::copy(c0 + r * H + u0, c0 + r * H + u0 + n, band.c.data() + r * n);
-      }
+      CopyRows<T>(B, n, c0 + u0, H, band.c.data(), n);
       return;
     }
     const int64_t t = reverse ? steps - 1 - s : s;
@@ -526,32 +547,14 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
       Factors<T>(B, n, H, a, band.c.data(), band.tanh_c.data(), out.k + t * B * G + u0,
                  out.k_c + t * B * H + u0, out.f + t * B * H + u0);
     }
-    for (int64_t r = 0; r < B; ++r) {
-      T* y = out.ys + (t * B + r) * H + u0;
-      T* __restrict h = h_next + r * H + u0;
-      if (valid != nullptr && !valid[t * B + r]) {  // the carry stays
-        std::copy(h_prev + r * H + u0, h_prev + r * H + u0 + n, h);
-        std::fill(y, y + n, T(0));
-        continue;
-      }
-      const T* __restrict o = a + r * Gb + 3 * n;  // tanh(o/2), by Gates
-      const T* __restrict tc = band.tanh_c.data() + r * n;
-      for (int64_t u = 0; u < n; ++u) h[u] = (o[u] * T(0.5) + T(0.5)) * tc[u];
-      std::copy(h, h + n, y);
-      if (valid != nullptr) {  // else all rows at once below
-        std::copy(band.c_new.data() + r * n, band.c_new.data() + (r + 1) * n,
-                  band.c.data() + r * n);
-      }
-    }
-    if (valid == nullptr) std::swap(band.c, band.c_new);
+    NewStates<T>(B, n, H, a, band.tanh_c.data(), valid == nullptr ? nullptr : valid + t * B,
+                 h_prev + u0, h_next + u0, out.ys + t * B * H + u0, band.c, band.c_new);
   });
   std::copy(states.begin() + (steps % 2) * B * H, states.begin() + (steps % 2 + 1) * B * H,
             out.h);
   for (const ColumnBand& band : bands) {
     const int64_t n = band.u1 - band.u0;
-    for (int64_t r = 0; r < B; ++r) {
-      std::copy(band.c.data() + r * n, band.c.data() + (r + 1) * n, out.c + r * H + band.u0);
-    }
+    CopyRows<T>(B, n, band.c.data(), n, out.c + band.u0, H);
   }
 }
 
@@ -591,7 +594,7 @@ void LstmBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, co
   struct RowBand {
     int64_t u0, u1;
     std::unique_ptr<PackedMatrix<T>> w;  // w_hhᵀ's columns [u0, u1): (4H, u1 - u0)
-    std::vector<T> dh, dh_next, dc;      // (B, u1 - u0) each
+    std::vector<T> dh, dh_next, dc;      // (B, u1 - u0) each; dh past lengths only
   };
   std::vector<RowBand> bands(count);
   for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
@@ -610,16 +613,13 @@ void LstmBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, co
       band.dh.resize(B * n);
       band.dh_next.resize(B * n);
       band.dc.resize(B * n);
-      for (int64_t r = 0; r < B; ++r) {
-        std::copy(dh_last + r * H + u0, dh_last + r * H + u0 + n, band.dh_next.data() + r * n);
-        std::copy(dc_last + r * H + u0, dc_last + r * H + u0 + n, band.dc.data() + r * n);
-      }
+      CopyRows<T>(B, n, dh_last + u0, H, band.dh_next.data(), n);
+      CopyRows<T>(B, n, dc_last + u0, H, band.dc.data(), n);
       return;
     }
     if (s > 0) {  // dh_prev of step s - 1, from all of its dG
       const int64_t t = time(s - 1);
-      std::fill(band.dh_next.begin(), band.dh_next.end(), T(0));
-      band.w->MultiplyAdd(d_gates + t * B * G, band.dh_next.data());
+      band.w->Multiply(d_gates + t * B * G, band.dh_next.data(), T(0));
       for (int64_t r = 0; r < B; ++r) {
         if (valid != nullptr && !valid[t * B + r]) {
           std::copy(band.dh.data() + r * n, band.dh.data() + (r + 1) * n,
@@ -650,18 +650,14 @@ void LstmBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, co
         dg[H + u] *= dc_u;
         dg[2 * H + u] *= dc_u;
         dg[3 * H + u] *= dh_u;
-        dh[u] = dh_u;
         dc[u] = dc_u * fr[u];
       }
     }
   });
   for (const RowBand& band : bands) {
     const int64_t n = band.u1 - band.u0;
-    for (int64_t r = 0; r < B; ++r) {
-      std::copy(band.dh_next.data() + r * n, band.dh_next.data() + (r + 1) * n,
-                dh_first + r * H + band.u0);
-      std::copy(band.dc.data() + r * n, band.dc.data() + (r + 1) * n, dc_first + r * H + band.u0);
-    }
+    CopyRows<T>(B, n, band.dh_next.data(), n, dh_first + band.u0, H);
+    CopyRows<T>(B, n, band.dc.data(), n, dc_first + band.u0, H);
   }
 }
 
