@@ -294,6 +294,33 @@ def test_the_lstm_kernel_in_the_training_pass_equals_the_scan(rng, T, B, H, reve
 
 
 @needs_blas
+def test_the_lstm_kernels_results_do_not_depend_on_the_calls_before(rng):
+    """The kernels keep their scratch memory (packed weights, projected inputs) from
+    call to call and hand it out again uninitialised, a block to a request of up
+    to twice its size: a call after a larger one, and after one of the other cut,
+    gets the same results, bit for bit, as the first call of its size, and those
+    of the scan."""
+    problems = [_lstm_problem(rng, T, B, H, False) for T, B, H in [(20, 33, 136), (30, 40, 200)]]
+    small = (6, 5, 3)
+    problems.append(_lstm_problem(rng, *small, False))
+
+    def run(cell, params, xs, carry, lengths):
+        forward = jax.jit(lambda p: jaxrnn.unroll(cell, p, xs, carry))
+        loss = jax.value_and_grad(lambda p: jnp.sum(jaxrnn.unroll(cell, p, xs, carry)[1]))
+        return forward(params), jax.jit(loss)(params)
+
+    first = [run(*problem) for problem in problems]
+    again = [run(*problem) for problem in problems[::-1]][::-1]
+    for got, before in zip(again, first, strict=True):
+        for g, b in zip(jax.tree.leaves(got), jax.tree.leaves(before), strict=True):
+            np.testing.assert_array_equal(g, b)
+    with blas.use(False):
+        expected = run(*problems[0])
+    for g, e in zip(jax.tree.leaves(first[0]), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+@needs_blas
 def test_the_lstm_forward_kernel_under_vmap_and_without_bias(rng):
     cell = jaxrnn.lstm(4, use_bias=False)
     params = jax.tree.map(lambda a: a.astype(np.float64), cell.init(jax.random.key(2), 3))

@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <functional>
 #include <memory>
 #include <tuple>
@@ -207,45 +209,140 @@ ffi::Error Gemm(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
   return ffi::Error::Success();
 }
 
-// A (k, n) right-hand matrix packed for m-row left-hand ones, freed with the object.
+// Memory the kernels take afresh on every call (packed weights, projected inputs),
+// kept from call to call: a buffer of a few MiB that malloc maps anew costs the
+// system's zeroing of every page on first touch (measured 0.35 ms a MiB), as much
+// as several steps of the loop. Blocks given back are kept, up to kCachedBytes in
+// all, and handed out again to requests of between half their size and their size.
+constexpr size_t kCachedBytes = size_t{256} << 20;
+
+class BlockCache {
+ public:
+  static BlockCache& Get() {
+    static BlockCache* cache = new BlockCache;  // never destroyed: no exit-time order
+    return *cache;
+  }
+
+  void* Take(size_t& bytes) {
+    bytes = (bytes + 4095) / 4096 * 4096;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = free_.lower_bound(bytes);
+      if (it != free_.end() && it->first <= 2 * bytes) {
+        bytes = it->first;
+        void* block = it->second;
+        free_.erase(it);
+        cached_ -= bytes;
+        return block;
+      }
+    }
+    return std::aligned_alloc(64, bytes);
+  }
+
+  void GiveBack(void* block, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (cached_ + bytes <= kCachedBytes) {
+        free_.emplace(bytes, block);
+        cached_ += bytes;
+        return;
+      }
+    }
+    std::free(block);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::multimap<size_t, void*> free_;  // by size
+  size_t cached_ = 0;
+};
+
+// n uninitialised elements from BlockCache, given back with the object.
+template <typename T>
+class Scratch {
+ public:
+  Scratch() = default;
+  explicit Scratch(int64_t n) : bytes_(std::max<int64_t>(1, n) * sizeof(T)) {
+    data_ = static_cast<T*>(BlockCache::Get().Take(bytes_));
+  }
+  Scratch(Scratch&& other) noexcept { *this = std::move(other); }
+  Scratch& operator=(Scratch&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(bytes_, other.bytes_);
+    return *this;
+  }
+  ~Scratch() {
+    if (data_ != nullptr) BlockCache::Get().GiveBack(data_, bytes_);
+  }
+  T* data() const { return data_; }
+
+ private:
+  T* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// A (k, n) right-hand matrix packed for m-row left-hand ones, freed with the object:
+// b's rows ld_b apart (n when 0), or with `transposed` b the (n, k) matrix whose
+// transpose is packed (rows ld_b apart, k when 0).
 template <typename T>
 class PackedMatrix {
  public:
-  PackedMatrix(int64_t m, int64_t n, int64_t k, const T* b) : m_(m), n_(n), k_(k) {
+  PackedMatrix(int64_t m, int64_t n, int64_t k, const T* b, int64_t ld_b = 0,
+               bool transposed = false)
+      : m_(m), n_(n), k_(k) {
+    const int trans = transposed ? kTrans : kNoTrans;
+    if (ld_b == 0) ld_b = transposed ? k : n;
     size_t bytes;
     if constexpr (std::is_same_v<T, float>) {
       bytes = cblas_sgemm_pack_get_size(kBMatrix, m, n, k);
     } else {
       bytes = cblas_dgemm_pack_get_size(kBMatrix, m, n, k);
     }
-    data_.reset(static_cast<T*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+    data_ = Scratch<T>((bytes + sizeof(T) - 1) / sizeof(T));
     if constexpr (std::is_same_v<T, float>) {
-      cblas_sgemm_pack(kRowMajor, kBMatrix, kNoTrans, m, n, k, 1.0f, b, n, data_.get());
+      cblas_sgemm_pack(kRowMajor, kBMatrix, trans, m, n, k, 1.0f, b, ld_b, data_.data());
     } else {
-      cblas_dgemm_pack(kRowMajor, kBMatrix, kNoTrans, m, n, k, 1.0, b, n, data_.get());
+      cblas_dgemm_pack(kRowMajor, kBMatrix, trans, m, n, k, 1.0, b, ld_b, data_.data());
     }
   }
 
-  // c = a @ b + beta c for a of shape (m, k), c (m, n).
-  void Multiply(const T* a, T* c, T beta) const {
+  // c = a @ b + beta c for a of shape (m, k), c (m, n) with rows ld_c apart (n when 0).
+  void Multiply(const T* a, T* c, T beta, int64_t ld_c = 0) const {
+    if (ld_c == 0) ld_c = n_;
     if constexpr (std::is_same_v<T, float>) {
-      cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, data_.get(), n_, beta,
-                          c, n_);
+      cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, data_.data(), n_, beta,
+                          c, ld_c);
     } else {
-      cblas_dgemm_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, data_.get(), n_, beta,
-                          c, n_);
+      cblas_dgemm_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, data_.data(), n_, beta,
+                          c, ld_c);
     }
   }
-
-  // c += a @ b.
-  void MultiplyAdd(const T* a, T* c) const { Multiply(a, c, T(1)); }
 
  private:
-  struct Free {
-    void operator()(T* p) const { std::free(p); }
-  };
   int64_t m_, n_, k_;
-  std::unique_ptr<T, Free> data_;
+  Scratch<T> data_;
+};
+
+// Hidden units [u0, u0 + n) of a (k, 4H) weight of the LSTM's gates [i f g o]: the
+// band's columns of each gate block, packed straight from the weight (no copy of
+// it), for m-row left-hand ones. A product writes the band's (m, 4n) gates, gate g
+// in columns [g n, (g + 1) n).
+template <typename T>
+class GateBand {
+ public:
+  GateBand(int64_t m, int64_t k, int64_t H, int64_t u0, int64_t n, const T* w) : n_(n) {
+    gates_.reserve(4);
+    for (int64_t g = 0; g < 4; ++g) gates_.emplace_back(m, n, k, w + g * H + u0, 4 * H);
+  }
+
+  // c = a @ band + beta c, a (m, k), c (m, 4n).
+  void Multiply(const T* a, T* c, T beta) const {
+    for (int64_t g = 0; g < 4; ++g) gates_[g].Multiply(a, c + g * n_, beta, 4 * n_);
+  }
+
+ private:
+  int64_t n_;
+  std::vector<PackedMatrix<T>> gates_;
 };
 
 template <typename T>
@@ -266,17 +363,20 @@ void CopyRows(int64_t rows, int64_t n, const T* src, int64_t ld_src, T* dst, int
   }
 }
 
-// One step's gates for n rows, from a = the pre-activations [i f g o] (n, 4H):
-// c_new = σ(f) c + σ(i) tanh(g), tanh_c = tanh(c_new); a is overwritten, its o
-// block left as tanh(o/2) for the caller's σ(o) = tanh(o/2)/2 + 1/2. Plain loops
-// over rows that the compiler vectorises; oneMKL's vector tanh for the rest.
+// One step's gates for n rows, from a + bias = the pre-activations [i f g o] (a
+// (n, 4H), bias (4H)): c_new = σ(f) c + σ(i) tanh(g), tanh_c = tanh(c_new); a is
+// overwritten, its o block left as tanh(o/2) for the caller's σ(o) = tanh(o/2)/2 +
+// 1/2. Plain loops over rows that the compiler vectorises; oneMKL's vector tanh for
+// the rest.
 template <typename T>
-void Gates(int64_t n, int64_t H, T* a, const T* c, T* c_new, T* tanh_c) {
+void Gates(int64_t n, int64_t H, T* a, const T* bias, const T* c, T* c_new, T* tanh_c) {
   const int64_t G = 4 * H;
+  const T* __restrict b = bias;
   for (int64_t r = 0; r < n; ++r) {  // σ's argument a/2 in the i, f and o blocks
     T* __restrict row = a + r * G;
-    for (int64_t j = 0; j < 2 * H; ++j) row[j] *= T(0.5);
-    for (int64_t j = 3 * H; j < G; ++j) row[j] *= T(0.5);
+    for (int64_t j = 0; j < 2 * H; ++j) row[j] = (row[j] + b[j]) * T(0.5);
+    for (int64_t j = 2 * H; j < 3 * H; ++j) row[j] += b[j];
+    for (int64_t j = 3 * H; j < G; ++j) row[j] = (row[j] + b[j]) * T(0.5);
   }
   Tanh<T>(n * G, a, a);
   for (int64_t r = 0; r < n; ++r) {
@@ -379,10 +479,9 @@ void LstmForwardByRows(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t 
     const PackedMatrix<T> w_h(n, G, H, w_hh);
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
-      for (int64_t r = 0; r < n; ++r) std::copy(bias, bias + G, a.data() + r * G);
-      if (w_x) w_x->MultiplyAdd(xs + (t * B + r0) * I, a.data());
-      w_h.MultiplyAdd(h.data(), a.data());
-      Gates(n, H, a.data(), c.data(), c_new.data(), tanh_c.data());
+      if (w_x) w_x->Multiply(xs + (t * B + r0) * I, a.data(), T(0));
+      w_h.Multiply(h.data(), a.data(), w_x ? T(1) : T(0));
+      Gates(n, H, a.data(), bias, c.data(), c_new.data(), tanh_c.data());
       if (out.k != nullptr) {
         const int64_t at = t * B + r0;
         Factors<T>(n, H, H, a.data(), c.data(), tanh_c.data(), out.k + at * G, out.k_c + at * H,
@@ -414,18 +513,34 @@ void SpinUntil(const std::atomic<int64_t>& counter, int64_t target) {
 // step before is done (a loop cut by columns: each step reads what all bands wrote
 // the step before). Each thread first tries the band of its own slot, so that a
 // band's data stays in one core's cache, then any band of the step no thread has
-// taken, and only then waits for the step's last bands. A band is taken only by a
-// running thread, which runs it at once, so a thread the pool starts late, or
-// never, cannot hold the others up; one that starts after the last step finds
-// every band taken and returns without calling run (the shared state outlives
-// this call for it), so run may refer to this frame.
+// taken, and only then waits for the step's last bands, meanwhile calling
+// fill(s), if given, until it returns false: work for later steps that absorbs
+// the cores' differences in speed (another process on a core slows it for
+// milliseconds at a time). A band is taken only by a running thread, which runs
+// it at once, so a thread the pool starts late, or never, cannot hold the others
+// up. This thread returns once no other is inside the loop, and a thread that
+// starts later returns at once (the shared state outlives this call for it), so
+// run and fill may refer to this frame.
 void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_t last,
-                     std::function<void(int64_t, int64_t)> run) {
+                     std::function<void(int64_t, int64_t)> run,
+                     std::function<bool(int64_t)> fill = nullptr) {
   struct State {
     int64_t count, first, last;
     std::function<void(int64_t, int64_t)> run;
+    std::function<bool(int64_t)> fill;
     std::unique_ptr<std::atomic<int64_t>[]> next;  // per band: the first step not taken
-    std::atomic<int64_t> slots{0}, done{0};
+    std::atomic<int64_t> slots{0}, done{0}, inside{0};
+    std::atomic<bool> closed{false};  // set by the calling thread once all steps are done
+    void Enter() {
+      inside.fetch_add(1);  // sequentially consistent with `closed`: see Close
+      if (!closed.load()) Take();
+      inside.fetch_sub(1);
+    }
+    // Either a thread entering sees `closed`, or this sees it inside and waits.
+    void Close() {
+      closed.store(true);
+      while (inside.load() != 0) std::this_thread::yield();
+    }
     void Take() {
       const int64_t own = slots.fetch_add(1) % count;
       for (int64_t s = first; s <= last; ++s) {
@@ -437,7 +552,12 @@ void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_
             done.fetch_add(1, std::memory_order_acq_rel);
           }
         }
-        SpinUntil(done, (s - first + 1) * count);  // every band of step s
+        const int64_t target = (s - first + 1) * count;  // every band of step s
+        if (fill) {
+          while (done.load(std::memory_order_acquire) < target && fill(s)) {
+          }
+        }
+        SpinUntil(done, target);
       }
     }
   };
@@ -446,11 +566,13 @@ void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_
   state->first = first;
   state->last = last;
   state->run = std::move(run);
+  state->fill = std::move(fill);
   state->next = std::make_unique<std::atomic<int64_t>[]>(count);
   for (int64_t j = 0; j < count; ++j) state->next[j].store(first);
   const int64_t helpers = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), count) - 1;
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state]() { state->Take(); });
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state]() { state->Enter(); });
   state->Take();
+  state->Close();
 }
 
 // How many bands of hidden units a loop cut by columns uses: one per thread at
@@ -461,20 +583,22 @@ int64_t ColumnBands(ffi::ThreadPool& pool, int64_t B, int64_t H) {
   return std::max<int64_t>(1, std::min({threads, H / kAlign, B * H * 4 * H / kMinBlockWork}));
 }
 
-// Rows of projected inputs a band of the column-cut LSTM computes at a time.
+// Projected inputs of a band of the column-cut LSTM: the bytes of a chunk of steps.
 constexpr int64_t kChunkBytes = int64_t{2} << 20;
 
 // The same LSTM forward pass cut by columns instead of rows, for weights too large
 // for one core's cache, where every thread reading all of w_hh every step (the cut
 // by rows) is bound by the cache's bandwidth. Band j of the hidden units [u0, u1)
-// owns the matching columns of all four gates: w_hh's (H, 4 (u1 - u0)) slice,
-// packed once, w_ih's (I, 4 (u1 - u0)), and its cells' states. It projects the
-// inputs of its columns for a chunk of steps at a time, one (chunk·B, I) x (I,
-// 4 (u1 - u0)) matmul into a scratch of kChunkBytes, never the whole (T, B, 4H)
-// (XLA allocates buffers of 32 MiB and more afresh on every call, and the system
-// zeroes every page). A step of band j needs every band's h of the step before:
-// the steps run through RunBandsInSteps, step -1 taking each band's share of the
-// weights.
+// owns the matching columns of all four gates: w_hh's and w_ih's (packed once per
+// call, gate by gate, straight from the weights) and its cells' states. Its inputs
+// are projected a chunk of steps at a time, one (chunk·B, I) x (I, 4 (u1 - u0))
+// product into kChunkBytes of a two-chunk scratch, never the whole (T, B, 4H) (XLA
+// allocates buffers of 32 MiB and more afresh on every call, and the system zeroes
+// every page); a step's rows of it become its gates in place. A step of band j
+// needs every band's h of the step before: the steps run through RunBandsInSteps,
+// step -1 taking each band's share of the weights, and a thread that waits for the
+// other bands of a step projects the next chunk of any band meanwhile (the band's
+// own step does it where none has).
 template <typename T>
 void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I,
                           int64_t H, const T* xs, const T* w_ih, const T* w_hh, const T* bias,
@@ -482,74 +606,101 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
                           LstmOutputs<T> out) {
   const int64_t G = 4 * H, count = ColumnBands(pool, B, H);
   struct ColumnBand {
-    int64_t u0, u1, chunk;
-    std::unique_ptr<PackedMatrix<T>> w_h, w_x_packed;  // the latter for whole chunks
-    std::vector<T> w_x, bias, projected, a, c, c_new, tanh_c;
-    int64_t first = 0;  // the first step of the chunk in `projected`
+    int64_t u0, u1;
+    std::unique_ptr<GateBand<T>> w_h, w_x;  // the latter for whole chunks
+    std::vector<T> bias, c, c_new, tanh_c;
+    Scratch<T> projected;  // (2, chunk, B, 4n): a step's rows become its gates in place
   };
   std::vector<ColumnBand> bands(count);
   for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
   std::vector<T> states(2 * B * H);  // (2, B, H): h before and after a step
   std::copy(h0, h0 + B * H, states.begin());
+  const int64_t chunk =
+      I > 0 ? std::clamp<int64_t>(kChunkBytes / static_cast<int64_t>(B * 4 * Band(H, count, 0).second * sizeof(T)), 1, steps) : 1;
+  const int64_t chunks = (steps + chunk - 1) / chunk;
+  auto chunk_state = std::make_unique<std::atomic<int>[]>(chunks * count);
+  for (int64_t q = 0; q < chunks * count; ++q) chunk_state[q].store(0, std::memory_order_relaxed);
+  // The first time step of chunk q of the loop's steps (the last in reverse).
+  auto first_time = [&](int64_t q) {
+    return reverse ? steps - q * chunk - std::min(chunk, steps - q * chunk) : q * chunk;
+  };
+  // The inputs of chunk q, projected onto band j's columns.
+  auto project = [&](int64_t q, int64_t j) {
+    ColumnBand& band = bands[j];
+    const int64_t u0 = band.u0, n = band.u1 - u0, Gb = 4 * n;
+    const int64_t length = std::min(chunk, steps - q * chunk);
+    const T* x = xs + first_time(q) * B * I;
+    T* out = band.projected.data() + (q % 2) * chunk * B * Gb;
+    if (length == chunk && band.w_x) {
+      band.w_x->Multiply(x, out, T(0));
+    } else {
+      for (int64_t g = 0; g < 4; ++g) {
+        CallGemm<T>(kNoTrans, kNoTrans, length * B, n, I, x, I, w_ih + g * H + u0, G, out + g * n,
+                    Gb);
+      }
+    }
+    chunk_state[q * count + j].store(2, std::memory_order_release);
+  };
+  auto claim = [&](int64_t q, int64_t j) {
+    int expected = 0;
+    return chunk_state[q * count + j].compare_exchange_strong(expected, 1);
+  };
+  // While waiting for step s's last bands: the next chunk's inputs of any band.
+  auto fill = [&](int64_t s) {
+    const int64_t q = s / chunk + 1;
+    if (s < 0 || I == 0 || q >= chunks) return false;
+    for (int64_t j = 0; j < count; ++j) {
+      if (claim(q, j)) {
+        project(q, j);
+        return true;
+      }
+    }
+    return false;
+  };
 
   RunBandsInSteps(pool, count, -1, steps - 1, [&](int64_t s, int64_t j) {
     ColumnBand& band = bands[j];
     const int64_t u0 = band.u0, n = band.u1 - u0, Gb = 4 * n;
     if (s < 0) {  // this band's columns of the weights and the bias, and its cells
-      std::vector<T> w(H * Gb);
-      band.w_x.resize(I * Gb);
+      band.w_h = std::make_unique<GateBand<T>>(B, H, H, u0, n, w_hh);
+      if (I > 0 && chunk < steps) {
+        band.w_x = std::make_unique<GateBand<T>>(chunk * B, I, H, u0, n, w_ih);
+      }
+      band.projected = Scratch<T>(2 * chunk * B * Gb);
       for (int64_t g = 0; g < 4; ++g) {
-        const int64_t from = g * H + u0, to = g * n;
-        for (int64_t k = 0; k < H; ++k) {
-          std::copy(w_hh + k * G + from, w_hh + k * G + from + n, w.data() + k * Gb + to);
-        }
-        for (int64_t k = 0; k < I; ++k) {
-          std::copy(w_ih + k * G + from, w_ih + k * G + from + n, band.w_x.data() + k * Gb + to);
-        }
-        band.bias.insert(band.bias.end(), bias + from, bias + from + n);
+        band.bias.insert(band.bias.end(), bias + g * H + u0, bias + g * H + u0 + n);
       }
-      band.w_h = std::make_unique<PackedMatrix<T>>(B, Gb, H, w.data());
-      band.chunk = std::max<int64_t>(1, kChunkBytes / static_cast<int64_t>(B * Gb * sizeof(T)));
-      if (I > 0 && band.chunk < steps) {
-        band.w_x_packed =
-            std::make_unique<PackedMatrix<T>>(band.chunk * B, Gb, I, band.w_x.data());
-      }
-      band.projected.assign(std::min(band.chunk, steps) * B * Gb, T(0));
-      band.a.resize(B * Gb);
       band.c.resize(B * n);
       band.c_new.resize(B * n);
       band.tanh_c.resize(B * n);
       CopyRows<T>(B, n, c0 + u0, H, band.c.data(), n);
       return;
     }
-    const int64_t t = reverse ? steps - 1 - s : s;
-    if (s % band.chunk == 0 && I > 0) {  // the inputs of the next chunk of steps
-      const int64_t length = std::min(band.chunk, steps - s);
-      band.first = reverse ? t - length + 1 : t;
-      if (length == band.chunk && band.w_x_packed) {
-        band.w_x_packed->Multiply(xs + band.first * B * I, band.projected.data(), T(0));
+    const int64_t t = reverse ? steps - 1 - s : s, q = s / chunk;
+    T* a = band.projected.data();
+    if (I > 0) {  // this step's rows of its chunk's inputs, projected here or by another thread
+      if (claim(q, j)) {
+        project(q, j);
       } else {
-        CallGemm<T>(kNoTrans, kNoTrans, length * B, Gb, I, xs + band.first * B * I, I,
-                    band.w_x.data(), Gb, band.projected.data(), Gb);
+        while (chunk_state[q * count + j].load(std::memory_order_acquire) != 2) {
+#if defined(__x86_64__)
+          __builtin_ia32_pause();
+#endif
+        }
       }
+      a += ((q % 2) * chunk + t - first_time(q)) * B * Gb;
     }
     const T* h_prev = states.data() + (s % 2) * B * H;
     T* h_next = states.data() + ((s + 1) % 2) * B * H;
-    const T* __restrict x = band.projected.data() + (t - band.first) * B * Gb;
-    const T* __restrict b = band.bias.data();
-    T* __restrict a = band.a.data();
-    for (int64_t r = 0; r < B; ++r) {
-      for (int64_t k = 0; k < Gb; ++k) a[r * Gb + k] = x[r * Gb + k] + b[k];
-    }
-    band.w_h->MultiplyAdd(h_prev, a);
-    Gates(B, n, a, band.c.data(), band.c_new.data(), band.tanh_c.data());
+    band.w_h->Multiply(h_prev, a, I > 0 ? T(1) : T(0));
+    Gates(B, n, a, band.bias.data(), band.c.data(), band.c_new.data(), band.tanh_c.data());
     if (out.k != nullptr) {
       Factors<T>(B, n, H, a, band.c.data(), band.tanh_c.data(), out.k + t * B * G + u0,
                  out.k_c + t * B * H + u0, out.f + t * B * H + u0);
     }
     NewStates<T>(B, n, H, a, band.tanh_c.data(), valid == nullptr ? nullptr : valid + t * B,
                  h_prev + u0, h_next + u0, out.ys + t * B * H + u0, band.c, band.c_new);
-  });
+  }, fill);
   std::copy(states.begin() + (steps % 2) * B * H, states.begin() + (steps % 2 + 1) * B * H,
             out.h);
   for (const ColumnBand& band : bands) {
@@ -605,11 +756,7 @@ void LstmBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, co
     RowBand& band = bands[j];
     const int64_t u0 = band.u0, n = band.u1 - u0;
     if (s < 0) {
-      std::vector<T> w(G * n);
-      for (int64_t u = 0; u < n; ++u) {
-        for (int64_t q = 0; q < G; ++q) w[q * n + u] = w_hh[(u0 + u) * G + q];
-      }
-      band.w = std::make_unique<PackedMatrix<T>>(B, n, G, w.data());
+      band.w = std::make_unique<PackedMatrix<T>>(B, n, G, w_hh + u0 * G, G, /*transposed=*/true);
       band.dh.resize(B * n);
       band.dh_next.resize(B * n);
       band.dc.resize(B * n);
