@@ -91,6 +91,16 @@ _SLOPES: dict[Callable[[Array], Array], Callable[[Array], Array]] = {
 }
 
 
+# The Elman activations ``jaxrnn.blas``'s Elman kernel computes, by its names for them.
+_ELMAN_KERNEL_ACTIVATIONS: dict[Callable[[Array], Array], str] = {
+    jnp.tanh: "tanh",
+    lax.tanh: "tanh",
+    jax.nn.sigmoid: "sigmoid",
+    lax.logistic: "sigmoid",
+    jax.nn.relu: "relu",
+}
+
+
 # ``lax.scan``'s ``unroll`` when ``jaxrnn.unroll`` is given none, by backend (see
 # ``default_unroll``).
 _DEFAULT_UNROLL: dict[str, int] = {"cpu": 1}
@@ -486,14 +496,18 @@ def _forward(
     ``_lstm_grad_factors``' ``(k, k_c, f)`` instead, ``k`` written over the
     projected inputs. ``projected`` is ``_project``'s, if already computed.
 
-    An LSTM's plain forward pass on a CPU with ``jaxrnn.blas`` is one custom
-    call (``blas._lstm_forward``), its input projection included, instead of the
-    projection and the scan.
+    On a CPU with ``jaxrnn.blas``, an LSTM's forward pass (keeping nothing or its
+    factors) is one custom call (``blas._lstm_forward``), its input projection
+    included, instead of the projection and the scan; so is an Elman cell's whose
+    activation the kernel has (``blas._elman_forward``).
     """
     dtype = xs.dtype
     is_lstm = config.kind == "lstm"
-    if is_lstm and keep in ("nothing", "activations") and config.blas and projected is None:
-        return _lstm_loop(config, keep, params, xs, carry, valid)
+    if keep in ("nothing", "activations") and config.blas and projected is None:
+        if is_lstm:
+            return _lstm_loop(config, keep, params, xs, carry, valid)
+        if config.kind == "elman" and config.activation in _ELMAN_KERNEL_ACTIVATIONS:
+            return _elman_loop(config, params, xs, carry, valid)
     if projected is None:  # (T, B, G·H): large matmuls before the loop
         projected = _project(config, params, xs)
     loop_params = params._replace(w_hh=_weights(config, params.w_hh))
@@ -584,6 +598,30 @@ def _lstm_loop(config: _Config, keep: str, params: Any, xs: Array, carry: Any, v
 
     def scan(params, xs, carry, valid):
         return _forward(config._replace(blas=False), params, xs, carry, valid, keep)
+
+    return _kernel_or_scan(kernel, scan, params, xs, carry, valid)
+
+
+def _elman_loop(config: _Config, params: Any, xs: Array, carry: Array, valid: Any):
+    """``_forward`` of an Elman cell whose activation the kernel has, keeping nothing
+    (its backward pass needs only ``ys``): on a CPU, the whole loop and its input
+    projection as one oneMKL custom call (``blas._elman_forward``); elsewhere the scan."""
+
+    def kernel(params, xs, carry, valid):
+        ys, h = blas._elman_forward(
+            xs,
+            params.w_ih,
+            params.w_hh,
+            params.b,
+            carry,
+            valid,
+            activation=_ELMAN_KERNEL_ACTIVATIONS[config.activation],
+            reverse=config.reverse,
+        )
+        return h, ys, None
+
+    def scan(params, xs, carry, valid):
+        return _forward(config._replace(blas=False), params, xs, carry, valid, "nothing")
 
     return _kernel_or_scan(kernel, scan, params, xs, carry, valid)
 

@@ -206,12 +206,16 @@ def test_the_fused_path_uses_it_and_agrees_with_xlas_dot(rng, make_cell):
         return jax.grad(loss, argnums=(0, 1))
 
     # The projection, the steps of both loops, and the weight and input gradients;
-    # the LSTM's loops, its projection included, are one call each.
+    # the LSTM's loops, its projection included, are one call each, and so is the
+    # Elman cell's forward loop (its backward loop, one product a step, a scan).
     text = lowered_text(make_grad(), params, xs)
     if make_cell is jaxrnn.lstm:
         assert text.count("@jaxrnn_blas_lstm(") == 1
         assert text.count("@jaxrnn_blas_lstm_grad(") == 1
         assert text.count("@jaxrnn_blas_gemm(") == 3
+    elif make_cell is jaxrnn.elman:
+        assert text.count("@jaxrnn_blas_elman(") == 1
+        assert text.count("@jaxrnn_blas_gemm(") == 4
     else:
         assert text.count("jaxrnn_blas_gemm") >= 5
     got = jax.jit(make_grad())(params, xs)
@@ -293,6 +297,73 @@ def test_the_lstm_kernel_in_the_training_pass_equals_the_scan(rng, T, B, H, reve
         np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
 
 
+def _elman_problem(rng, T, B, H, activation, with_lengths):
+    """A float64 Elman cell (input size 4, a bias not zero), inputs ``(T, B, 4)``, a
+    random initial state, and random lengths (some 0, some T) or ``None``."""
+    cell = jaxrnn.elman(H, activation=activation)
+    params = jax.tree.map(lambda a: a.astype(np.float64), cell.init(jax.random.key(1), 4))
+    params = params._replace(b=jnp.asarray(rng.standard_normal(H)))
+    xs = jnp.asarray(rng.standard_normal((T, B, 4)))
+    h0 = jnp.asarray(rng.standard_normal((B, H)))
+    lengths = jnp.asarray(rng.integers(0, T + 1, B)) if with_lengths else None
+    return cell, params, xs, h0, lengths
+
+
+@needs_blas
+@pytest.mark.parametrize(("reverse", "with_lengths"), [(False, False), (True, True)])
+@pytest.mark.parametrize("activation", [jnp.tanh, jax.nn.relu, jax.nn.sigmoid])
+@pytest.mark.parametrize(("T", "B", "H"), [(6, 5, 3), (9, 33, 256), (70, 33, 256)])
+def test_the_elman_forward_kernel_equals_the_scan(rng, T, B, H, activation, reverse, with_lengths):
+    """The Elman cell's forward pass, one custom call, against the fused scan with
+    XLA's dot, in float64, for each activation the kernel has: the outputs and
+    the final state. The first size's steps are cut by rows, the others' by
+    columns (two bands of 128 units; at T=70 their inputs are projected in two
+    chunks of steps)."""
+    cell, params, xs, h0, lengths = _elman_problem(rng, T, B, H, activation, with_lengths)
+
+    def make_forward():
+        return lambda p, x, h: jaxrnn.unroll(cell, p, x, h, seq_lengths=lengths, reverse=reverse)
+
+    assert "@jaxrnn_blas_elman(" in lowered_text(make_forward(), params, xs, h0)
+    got, expected = _with_and_without_blas(make_forward, params, xs, h0)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+@needs_blas
+@pytest.mark.parametrize(("T", "B", "H"), [(6, 5, 3), (12, 33, 256)])
+def test_the_elman_kernel_in_the_training_pass_equals_the_scan(rng, T, B, H):
+    """A training pass runs the same forward kernel (the backward pass needs only
+    the outputs): gradients w.r.t. the parameters, the inputs and the initial
+    state equal those with XLA's dot and the scan, in float64."""
+    cell, params, xs, h0, lengths = _elman_problem(rng, T, B, H, jnp.tanh, True)
+    weights = jnp.asarray(rng.standard_normal((T, B, H)))
+
+    def make_grad():
+        def loss(params, xs, h0):
+            final, ys = jaxrnn.unroll(cell, params, xs, h0, seq_lengths=lengths, reverse=True)
+            return jnp.sum(weights * ys) + jnp.sum(jnp.sin(final))
+
+        return jax.grad(loss, argnums=(0, 1, 2))
+
+    assert "@jaxrnn_blas_elman(" in lowered_text(make_grad(), params, xs, h0)
+    got, expected = _with_and_without_blas(make_grad, params, xs, h0)
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+
+
+@needs_blas
+def test_an_elman_cell_with_another_activation_keeps_the_scan(rng):
+    cell = jaxrnn.elman(4, activation=jnp.sin)
+    params = cell.init(jax.random.key(0), 3)
+    xs = jnp.asarray(rng.standard_normal((5, 2, 3)), jnp.float32)
+    text = lowered_text(lambda p, x: jaxrnn.unroll(cell, p, x), params, xs)
+    assert "jaxrnn_blas_elman" not in text
+    assert "@jaxrnn_blas_gemm(" in text
+    with pytest.raises(ValueError, match=r"activation must be one of .*got 'sin'"):
+        blas._elman_forward(xs, params.w_ih, params.w_hh, None, jnp.zeros((2, 4)), activation="sin")
+
+
 @needs_blas
 def test_the_lstm_kernels_results_do_not_depend_on_the_calls_before(rng):
     """The kernels keep their scratch memory (packed weights, projected inputs) from
@@ -333,6 +404,13 @@ def test_the_lstm_forward_kernel_under_vmap_and_without_bias(rng):
     with blas.use(False):
         expected = jax.vmap(lambda x: jaxrnn.unroll(cell, params, x)[1], in_axes=1)(xs)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_the_elman_kernel_says_when_it_is_switched_off():
+    with blas.use(False), pytest.raises(RuntimeError, match="_elman_forward needs the oneMKL"):
+        blas._elman_forward(
+            jnp.ones((2, 1, 3)), jnp.ones((3, 1)), jnp.ones((1, 1)), None, jnp.ones((1, 1))
+        )
 
 
 def test_the_lstm_kernels_say_when_they_are_switched_off():

@@ -55,6 +55,9 @@ __all__ = ["active", "available", "matmul", "status", "use"]
 _TARGET = "jaxrnn_blas_gemm"
 _LSTM_TARGET = "jaxrnn_blas_lstm"
 _LSTM_GRAD_TARGET = "jaxrnn_blas_lstm_grad"
+_ELMAN_TARGET = "jaxrnn_blas_elman"
+# The Elman activations the kernel computes, by name: its ``activation`` attribute.
+_ELMAN_ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2}
 _SOURCE = Path(__file__).with_name("gemm.cc")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -191,7 +194,7 @@ def _load() -> _Loaded:
             str(_compile(ffi.include_dir(), mkl)), mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND
         )
         _self_test(library.cblas_sgemm, library.cblas_dgemm)
-        for target in (_TARGET, _LSTM_TARGET, _LSTM_GRAD_TARGET):
+        for target in (_TARGET, _LSTM_TARGET, _LSTM_GRAD_TARGET, _ELMAN_TARGET):
             handler = ffi.pycapsule(getattr(library, target))
             ffi.register_ffi_target(target, handler, platform="cpu")
     except Exception as error:  # any failure leaves XLA's dot in place, with the reason
@@ -518,3 +521,69 @@ def _lstm_backward(
         _LSTM_GRAD_TARGET, results, vmap_method="sequential", input_output_aliases={1: 0}
     )
     return call(w_hh, k, k_c, f, d_ys, valid, dh, dc, reverse=bool(reverse), has_valid=has_valid)
+
+
+def _elman_forward(
+    xs: Array,
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None,
+    h0: Array,
+    valid: Array | None = None,
+    *,
+    activation: str = "tanh",
+    reverse: bool = False,
+) -> tuple[Array, Array]:
+    r"""An Elman cell over a whole sequence, forward only, as one custom call (CPU, oneMKL).
+
+    :math:`h_t = \phi(x_t W_{ih} + h_{t-1} W_{hh} + b)` with :math:`\phi` ``tanh``,
+    ``relu`` or ``sigmoid`` (computed as :math:`	anh(a/2)/2 + 1/2`). Where
+    ``valid[t, r]`` is false, sequence ``r`` keeps its state and its output is
+    zero. The loop of ``_lstm_forward``, with one gate: cut by columns (hidden
+    units) or by rows (the batch) among XLA's threads, the input projection in
+    chunks of steps inside the call. Not differentiable itself: ``jaxrnn.fused``
+    calls it, with checked arguments, for its forward passes (the backward pass
+    of an Elman cell with these activations needs only the outputs), on CPUs
+    with the custom call (``active()``) only.
+
+    Args:
+      xs: ``(T, B, I)``, float32 or float64.
+      w_ih: ``(I, H)``.
+      w_hh: ``(H, H)``.
+      b: ``(H,)`` or ``None``.
+      h0: ``(B, H)``.
+      valid: ``(T, B)`` bools, or ``None`` for all steps valid.
+      activation: a key of ``_ELMAN_ACTIVATIONS``.
+      reverse: run from the last step to the first.
+
+    Returns:
+      ``(ys, h_T)``: ``(T, B, H)``, ``(B, H)``.
+    """
+    if not active():
+        raise RuntimeError(f"_elman_forward needs the oneMKL custom call: {status()}")
+    if activation not in _ELMAN_ACTIVATIONS:
+        raise ValueError(
+            f"_elman_forward: activation must be one of {sorted(_ELMAN_ACTIVATIONS)}, "
+            f"got {activation!r}."
+        )
+    steps, batch, _ = xs.shape
+    hidden = w_hh.shape[0]
+    b = jnp.zeros((hidden,), xs.dtype) if b is None else b
+    has_valid = valid is not None
+    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    results = (
+        jax.ShapeDtypeStruct((steps, batch, hidden), xs.dtype),
+        jax.ShapeDtypeStruct((batch, hidden), xs.dtype),
+    )
+    call = jax.ffi.ffi_call(_ELMAN_TARGET, results, vmap_method="sequential")
+    return call(
+        xs,
+        w_ih,
+        w_hh,
+        b,
+        h0,
+        valid,
+        reverse=bool(reverse),
+        has_valid=has_valid,
+        activation=np.int64(_ELMAN_ACTIVATIONS[activation]),
+    )

@@ -5,9 +5,11 @@
 // - jaxrnn_blas_lstm: an LSTM's forward pass over a whole sequence, its input
 //   projection included, and for a training pass the backward pass's factors.
 // - jaxrnn_blas_lstm_grad: the LSTM's backward loop over a whole sequence.
+// - jaxrnn_blas_elman: an Elman cell's forward pass over a whole sequence, its
+//   input projection included.
 //
 // oneMKL runs single-threaded; the work is cut into bands (of a product's
-// columns or rows, of the LSTM's hidden units or batch rows) that run on XLA's
+// columns or rows, of a loop's hidden units or batch rows) that run on XLA's
 // own intra-op threads, so no second thread pool competes with XLA's for the
 // cores.
 //
@@ -323,21 +325,25 @@ class PackedMatrix {
   Scratch<T> data_;
 };
 
-// Hidden units [u0, u0 + n) of a (k, 4H) weight of the LSTM's gates [i f g o]: the
-// band's columns of each gate block, packed straight from the weight (no copy of
-// it), for m-row left-hand ones. A product writes the band's (m, 4n) gates, gate g
-// in columns [g n, (g + 1) n).
+// Hidden units [u0, u0 + n) of a (k, gates H) weight of a cell's gates (the LSTM's
+// [i f g o]): the band's columns of each gate block, packed straight from the
+// weight (no copy of it), for m-row left-hand ones. A product writes the band's
+// (m, gates n) gates, gate g in columns [g n, (g + 1) n).
 template <typename T>
 class GateBand {
  public:
-  GateBand(int64_t m, int64_t k, int64_t H, int64_t u0, int64_t n, const T* w) : n_(n) {
-    gates_.reserve(4);
-    for (int64_t g = 0; g < 4; ++g) gates_.emplace_back(m, n, k, w + g * H + u0, 4 * H);
+  GateBand(int64_t m, int64_t k, int64_t H, int64_t u0, int64_t n, int64_t gates, const T* w)
+      : n_(n) {
+    gates_.reserve(gates);
+    for (int64_t g = 0; g < gates; ++g) {
+      gates_.emplace_back(m, n, k, w + g * H + u0, gates * H);
+    }
   }
 
-  // c = a @ band + beta c, a (m, k), c (m, 4n).
+  // c = a @ band + beta c, a (m, k), c (m, gates n).
   void Multiply(const T* a, T* c, T beta) const {
-    for (int64_t g = 0; g < 4; ++g) gates_[g].Multiply(a, c + g * n_, beta, 4 * n_);
+    const int64_t ld_c = static_cast<int64_t>(gates_.size()) * n_;
+    for (size_t g = 0; g < gates_.size(); ++g) gates_[g].Multiply(a, c + g * n_, beta, ld_c);
   }
 
  private:
@@ -391,14 +397,6 @@ void Gates(int64_t n, int64_t H, T* a, const T* bias, const T* c, T* c_new, T* t
   }
   Tanh<T>(n * H, c_new, tanh_c);
 }
-
-// Where the LSTM's forward pass writes: ys (T, B, H), the final h and c (B, H), and
-// for a pass that is differentiated (else null) the factors of the backward pass
-// (fused.py's _lstm_grad_factors): k (T, B, 4H), k_c and f (T, B, H).
-template <typename T>
-struct LstmOutputs {
-  T *ys, *h, *c, *k, *k_c, *f;
-};
 
 // The backward pass's factors for n rows of m hidden units, from one step's gates
 // as Gates leaves them (a, rows of 4m), the cell states before (c_prev) and
@@ -455,24 +453,111 @@ void NewStates(int64_t n, int64_t m, int64_t H, const T* a, const T* tanh_c, con
   if (valid == nullptr) std::swap(c, c_new);
 }
 
-// The LSTM's forward pass (see LstmForward) cut by rows: the rows of the batch are
+// What an LSTM step does after its matmuls, for `rows` rows of the batch from r0
+// and n hidden units from u0: the gates (the bias added), the new states, and for
+// a differentiated pass (out.k not null) the backward pass's factors; each band of
+// a loop keeps its cells' states in a State. Where it writes: ys (T, B, H), the
+// final h and c (B, H), and the factors (fused.py's _lstm_grad_factors): k (T, B,
+// 4H), k_c and f (T, B, H), or null.
+template <typename T>
+struct LstmCell {
+  static constexpr int64_t kGates = 4;
+  int64_t B, H;
+  const T* c0;
+  T *c_last, *k, *k_c, *f;
+
+  struct State {
+    std::vector<T> c, c_new, tanh_c;
+  };
+
+  State Start(int64_t r0, int64_t rows, int64_t u0, int64_t n) const {
+    State state{std::vector<T>(rows * n), std::vector<T>(rows * n), std::vector<T>(rows * n)};
+    CopyRows<T>(rows, n, c0 + r0 * H + u0, H, state.c.data(), n);
+    return state;
+  }
+
+  // a: the step's (rows, 4n) products, overwritten; h_prev, h and y: rows H apart.
+  void Step(State& state, int64_t t, int64_t r0, int64_t rows, int64_t u0, int64_t n, T* a,
+            const T* bias, const bool* valid, const T* h_prev, T* h, T* y) const {
+    Gates(rows, n, a, bias, state.c.data(), state.c_new.data(), state.tanh_c.data());
+    if (k != nullptr) {
+      const int64_t at = t * B + r0;
+      Factors<T>(rows, n, H, a, state.c.data(), state.tanh_c.data(), k + at * 4 * H + u0,
+                 k_c + at * H + u0, f + at * H + u0);
+    }
+    NewStates<T>(rows, n, H, a, state.tanh_c.data(), valid, h_prev, h, y, state.c, state.c_new);
+  }
+
+  void Finish(const State& state, int64_t r0, int64_t rows, int64_t u0, int64_t n) const {
+    CopyRows<T>(rows, n, state.c.data(), n, c_last + r0 * H + u0, H);
+  }
+};
+
+// The Elman cells' activations the kernel has, as jaxrnn_blas_elman's attribute.
+enum class Activation : int64_t { kTanh = 0, kRelu = 1, kSigmoid = 2 };
+
+// What an Elman step does after its matmul: h = act(a + b), σ(a) = tanh(a/2)/2 +
+// 1/2 as for the LSTM's gates. A row past its length keeps its h and outputs zeros.
+template <typename T>
+struct ElmanCell {
+  static constexpr int64_t kGates = 1;
+  int64_t H;
+  Activation activation;
+
+  struct State {};
+
+  State Start(int64_t, int64_t, int64_t, int64_t) const { return {}; }
+
+  void Step(State&, int64_t, int64_t, int64_t rows, int64_t, int64_t n, T* a, const T* bias,
+            const bool* valid, const T* h_prev, T* h, T* y) const {
+    const T* __restrict b = bias;
+    const T scale = activation == Activation::kSigmoid ? T(0.5) : T(1);
+    for (int64_t r = 0; r < rows; ++r) {
+      T* __restrict row = a + r * n;
+      for (int64_t u = 0; u < n; ++u) row[u] = (row[u] + b[u]) * scale;
+    }
+    if (activation != Activation::kRelu) Tanh<T>(rows * n, a, a);
+    for (int64_t r = 0; r < rows; ++r) {
+      T* __restrict hr = h + r * H;
+      T* yr = y + r * H;
+      if (valid != nullptr && !valid[r]) {
+        if (h_prev != h) std::copy(h_prev + r * H, h_prev + r * H + n, hr);
+        std::fill(yr, yr + n, T(0));
+        continue;
+      }
+      const T* __restrict row = a + r * n;
+      if (activation == Activation::kRelu) {
+        for (int64_t u = 0; u < n; ++u) hr[u] = row[u] > T(0) ? row[u] : T(0);
+      } else if (activation == Activation::kSigmoid) {
+        for (int64_t u = 0; u < n; ++u) hr[u] = row[u] * T(0.5) + T(0.5);
+      } else {
+        std::copy(row, row + n, hr);
+      }
+      std::copy(hr, hr + n, yr);
+    }
+  }
+
+  void Finish(const State&, int64_t, int64_t, int64_t, int64_t) const {}
+};
+
+// A cell's forward pass (see Forward) cut by rows: the rows of the batch are
 // independent sequences, so each thread runs every step for a band of rows of its
 // own, with no synchronisation between steps: per step two matmuls into the gates,
-// (rows, I) x (I, 4H) and (rows, H) x (H, 4H), both weights packed once per call.
+// (rows, I) x (I, G) and (rows, H) x (H, G), both weights packed once per call.
 // For small steps only: a thread the pool starts late, or the system pauses, holds
 // the call up by all the steps of its rows (the cut by columns rebalances at every
 // step, at the price of a synchronisation per step).
-template <typename T>
-void LstmForwardByRows(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I, int64_t H,
-                       const T* xs, const T* w_ih, const T* w_hh, const T* bias, const T* h0,
-                       const T* c0, const bool* valid, bool reverse, LstmOutputs<T> out) {
-  const int64_t G = 4 * H;
+template <typename T, typename Cell>
+void ForwardByRows(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, int64_t B, int64_t I,
+                   int64_t H, const T* xs, const T* w_ih, const T* w_hh, const T* bias,
+                   const T* h0, const bool* valid, bool reverse, T* ys, T* h_last) {
+  const int64_t G = Cell::kGates * H;
   const int64_t bands = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), B));
   ParallelFor(pool, bands, [&](int64_t band) {
     const int64_t r0 = B * band / bands, n = B * (band + 1) / bands - r0;
     if (n == 0) return;
-    std::vector<T> a(n * G), h(h0 + r0 * H, h0 + (r0 + n) * H), c(c0 + r0 * H, c0 + (r0 + n) * H);
-    std::vector<T> c_new(n * H), tanh_c(n * H);
+    std::vector<T> a(n * G), h(h0 + r0 * H, h0 + (r0 + n) * H);
+    typename Cell::State state = cell.Start(r0, n, 0, H);
     // Packed once for all steps; no input matrix when I is 0 (a BLAS rejects k = 0).
     std::unique_ptr<PackedMatrix<T>> w_x;
     if (I > 0) w_x = std::make_unique<PackedMatrix<T>>(n, G, I, w_ih);
@@ -481,18 +566,12 @@ void LstmForwardByRows(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t 
       const int64_t t = reverse ? steps - 1 - s : s;
       if (w_x) w_x->Multiply(xs + (t * B + r0) * I, a.data(), T(0));
       w_h.Multiply(h.data(), a.data(), w_x ? T(1) : T(0));
-      Gates(n, H, a.data(), bias, c.data(), c_new.data(), tanh_c.data());
-      if (out.k != nullptr) {
-        const int64_t at = t * B + r0;
-        Factors<T>(n, H, H, a.data(), c.data(), tanh_c.data(), out.k + at * G, out.k_c + at * H,
-                   out.f + at * H);
-      }
-      NewStates<T>(n, H, H, a.data(), tanh_c.data(),
-                   valid == nullptr ? nullptr : valid + t * B + r0, h.data(), h.data(),
-                   out.ys + (t * B + r0) * H, c, c_new);
+      cell.Step(state, t, r0, n, 0, H, a.data(), bias,
+                valid == nullptr ? nullptr : valid + t * B + r0, h.data(), h.data(),
+                ys + (t * B + r0) * H);
     }
-    std::copy(h.begin(), h.end(), out.h + r0 * H);
-    std::copy(c.begin(), c.end(), out.c + r0 * H);
+    std::copy(h.begin(), h.end(), h_last + r0 * H);
+    cell.Finish(state, r0, n, 0, H);
   });
 }
 
@@ -577,47 +656,53 @@ void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_
 
 // How many bands of hidden units a loop cut by columns uses: one per thread at
 // most, none narrower than a vector, none with less than kMinBlockWork of a step's
-// (B, H) x (H, 4H) multiply-adds (the band's share is worth a synchronisation).
-int64_t ColumnBands(ffi::ThreadPool& pool, int64_t B, int64_t H) {
+// (B, H) x (H, G) multiply-adds (the band's share is worth a synchronisation).
+int64_t ColumnBands(ffi::ThreadPool& pool, int64_t B, int64_t H, int64_t G) {
   const int64_t threads = std::max<int64_t>(1, pool.num_threads());
-  return std::max<int64_t>(1, std::min({threads, H / kAlign, B * H * 4 * H / kMinBlockWork}));
+  return std::max<int64_t>(1, std::min({threads, H / kAlign, B * H * G / kMinBlockWork}));
 }
 
-// Projected inputs of a band of the column-cut LSTM: the bytes of a chunk of steps.
+// Projected inputs of a band of a column-cut loop: the bytes of a chunk of steps.
 constexpr int64_t kChunkBytes = int64_t{2} << 20;
 
-// The same LSTM forward pass cut by columns instead of rows, for weights too large
-// for one core's cache, where every thread reading all of w_hh every step (the cut
-// by rows) is bound by the cache's bandwidth. Band j of the hidden units [u0, u1)
-// owns the matching columns of all four gates: w_hh's and w_ih's (packed once per
+// The same forward pass cut by columns instead of rows, for weights too large for
+// one core's cache, where every thread reading all of w_hh every step (the cut by
+// rows) is bound by the cache's bandwidth. Band j of the hidden units [u0, u1)
+// owns the matching columns of every gate: w_hh's and w_ih's (packed once per
 // call, gate by gate, straight from the weights) and its cells' states. Its inputs
-// are projected a chunk of steps at a time, one (chunk·B, I) x (I, 4 (u1 - u0))
-// product into kChunkBytes of a two-chunk scratch, never the whole (T, B, 4H) (XLA
-// allocates buffers of 32 MiB and more afresh on every call, and the system zeroes
-// every page); a step's rows of it become its gates in place. A step of band j
-// needs every band's h of the step before: the steps run through RunBandsInSteps,
-// step -1 taking each band's share of the weights, and a thread that waits for the
-// other bands of a step projects the next chunk of any band meanwhile (the band's
-// own step does it where none has).
-template <typename T>
-void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I,
-                          int64_t H, const T* xs, const T* w_ih, const T* w_hh, const T* bias,
-                          const T* h0, const T* c0, const bool* valid, bool reverse,
-                          LstmOutputs<T> out) {
-  const int64_t G = 4 * H, count = ColumnBands(pool, B, H);
+// are projected a chunk of steps at a time, one (chunk·B, I) x (I, gates (u1 -
+// u0)) product into kChunkBytes of a two-chunk scratch, never the whole (T, B, G)
+// (XLA allocates buffers of 32 MiB and more afresh on every call, and the system
+// zeroes every page); a step's rows of it become its gates in place. A step of
+// band j needs every band's h of the step before: the steps run through
+// RunBandsInSteps, step -1 taking each band's share of the weights, and a thread
+// that waits for the other bands of a step projects the next chunk of any band
+// meanwhile (the band's own step does it where none has).
+template <typename T, typename Cell>
+void ForwardByColumns(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, int64_t B,
+                      int64_t I, int64_t H, const T* xs, const T* w_ih, const T* w_hh,
+                      const T* bias, const T* h0, const bool* valid, bool reverse, T* ys,
+                      T* h_last) {
+  constexpr int64_t gates = Cell::kGates;
+  const int64_t G = gates * H, count = ColumnBands(pool, B, H, G);
   struct ColumnBand {
     int64_t u0, u1;
     std::unique_ptr<GateBand<T>> w_h, w_x;  // the latter for whole chunks
-    std::vector<T> bias, c, c_new, tanh_c;
-    Scratch<T> projected;  // (2, chunk, B, 4n): a step's rows become its gates in place
+    std::vector<T> bias;
+    typename Cell::State state;
+    Scratch<T> projected;  // (2, chunk, B, gates n): a step's rows become its gates in place
   };
   std::vector<ColumnBand> bands(count);
   for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
   std::vector<T> states(2 * B * H);  // (2, B, H): h before and after a step
   std::copy(h0, h0 + B * H, states.begin());
+  const int64_t widest = gates * (bands.back().u1 - bands.back().u0);  // the last band's
   const int64_t chunk =
-      I > 0 ? std::clamp<int64_t>(kChunkBytes / static_cast<int64_t>(B * 4 * Band(H, count, 0).second * sizeof(T)), 1, steps) : 1;
+      I > 0 ? std::clamp<int64_t>(kChunkBytes / static_cast<int64_t>(B * widest * sizeof(T)), 1,
+                                  steps)
+            : 1;
   const int64_t chunks = (steps + chunk - 1) / chunk;
+  // Per chunk and band: 0 not taken, 1 being projected, 2 projected.
   auto chunk_state = std::make_unique<std::atomic<int>[]>(chunks * count);
   for (int64_t q = 0; q < chunks * count; ++q) chunk_state[q].store(0, std::memory_order_relaxed);
   // The first time step of chunk q of the loop's steps (the last in reverse).
@@ -627,14 +712,14 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
   // The inputs of chunk q, projected onto band j's columns.
   auto project = [&](int64_t q, int64_t j) {
     ColumnBand& band = bands[j];
-    const int64_t u0 = band.u0, n = band.u1 - u0, Gb = 4 * n;
+    const int64_t u0 = band.u0, n = band.u1 - u0, Gb = gates * n;
     const int64_t length = std::min(chunk, steps - q * chunk);
     const T* x = xs + first_time(q) * B * I;
     T* out = band.projected.data() + (q % 2) * chunk * B * Gb;
     if (length == chunk && band.w_x) {
       band.w_x->Multiply(x, out, T(0));
     } else {
-      for (int64_t g = 0; g < 4; ++g) {
+      for (int64_t g = 0; g < gates; ++g) {
         CallGemm<T>(kNoTrans, kNoTrans, length * B, n, I, x, I, w_ih + g * H + u0, G, out + g * n,
                     Gb);
       }
@@ -658,72 +743,73 @@ void LstmForwardByColumns(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64
     return false;
   };
 
-  RunBandsInSteps(pool, count, -1, steps - 1, [&](int64_t s, int64_t j) {
-    ColumnBand& band = bands[j];
-    const int64_t u0 = band.u0, n = band.u1 - u0, Gb = 4 * n;
-    if (s < 0) {  // this band's columns of the weights and the bias, and its cells
-      band.w_h = std::make_unique<GateBand<T>>(B, H, H, u0, n, w_hh);
-      if (I > 0 && chunk < steps) {
-        band.w_x = std::make_unique<GateBand<T>>(chunk * B, I, H, u0, n, w_ih);
-      }
-      band.projected = Scratch<T>(2 * chunk * B * Gb);
-      for (int64_t g = 0; g < 4; ++g) {
-        band.bias.insert(band.bias.end(), bias + g * H + u0, bias + g * H + u0 + n);
-      }
-      band.c.resize(B * n);
-      band.c_new.resize(B * n);
-      band.tanh_c.resize(B * n);
-      CopyRows<T>(B, n, c0 + u0, H, band.c.data(), n);
-      return;
-    }
-    const int64_t t = reverse ? steps - 1 - s : s, q = s / chunk;
-    T* a = band.projected.data();
-    if (I > 0) {  // this step's rows of its chunk's inputs, projected here or by another thread
-      if (claim(q, j)) {
-        project(q, j);
-      } else {
-        while (chunk_state[q * count + j].load(std::memory_order_acquire) != 2) {
-#if defined(__x86_64__)
-          __builtin_ia32_pause();
-#endif
+  RunBandsInSteps(
+      pool, count, -1, steps - 1,
+      [&](int64_t s, int64_t j) {
+        ColumnBand& band = bands[j];
+        const int64_t u0 = band.u0, n = band.u1 - u0, Gb = gates * n;
+        if (s < 0) {  // this band's columns of the weights and the bias, and its cells
+          band.w_h = std::make_unique<GateBand<T>>(B, H, H, u0, n, gates, w_hh);
+          if (I > 0 && chunk < steps) {
+            band.w_x = std::make_unique<GateBand<T>>(chunk * B, I, H, u0, n, gates, w_ih);
+          }
+          band.projected = Scratch<T>(2 * chunk * B * Gb);
+          for (int64_t g = 0; g < gates; ++g) {
+            band.bias.insert(band.bias.end(), bias + g * H + u0, bias + g * H + u0 + n);
+          }
+          band.state = cell.Start(0, B, u0, n);
+          return;
         }
-      }
-      a += ((q % 2) * chunk + t - first_time(q)) * B * Gb;
-    }
-    const T* h_prev = states.data() + (s % 2) * B * H;
-    T* h_next = states.data() + ((s + 1) % 2) * B * H;
-    band.w_h->Multiply(h_prev, a, I > 0 ? T(1) : T(0));
-    Gates(B, n, a, band.bias.data(), band.c.data(), band.c_new.data(), band.tanh_c.data());
-    if (out.k != nullptr) {
-      Factors<T>(B, n, H, a, band.c.data(), band.tanh_c.data(), out.k + t * B * G + u0,
-                 out.k_c + t * B * H + u0, out.f + t * B * H + u0);
-    }
-    NewStates<T>(B, n, H, a, band.tanh_c.data(), valid == nullptr ? nullptr : valid + t * B,
-                 h_prev + u0, h_next + u0, out.ys + t * B * H + u0, band.c, band.c_new);
-  }, fill);
+        const int64_t t = reverse ? steps - 1 - s : s, q = s / chunk;
+        T* a = band.projected.data();
+        if (I > 0) {  // this step's rows of its chunk's inputs, projected here or by another thread
+          if (claim(q, j)) {
+            project(q, j);
+          } else {
+            while (chunk_state[q * count + j].load(std::memory_order_acquire) != 2) {
+#if defined(__x86_64__)
+              __builtin_ia32_pause();
+#endif
+            }
+          }
+          a += ((q % 2) * chunk + t - first_time(q)) * B * Gb;
+        }
+        const T* h_prev = states.data() + (s % 2) * B * H;
+        T* h_next = states.data() + ((s + 1) % 2) * B * H;
+        band.w_h->Multiply(h_prev, a, I > 0 ? T(1) : T(0));
+        cell.Step(band.state, t, 0, B, u0, n, a, band.bias.data(),
+                  valid == nullptr ? nullptr : valid + t * B, h_prev + u0, h_next + u0,
+                  ys + t * B * H + u0);
+      },
+      fill);
   std::copy(states.begin() + (steps % 2) * B * H, states.begin() + (steps % 2 + 1) * B * H,
-            out.h);
-  for (const ColumnBand& band : bands) {
-    const int64_t n = band.u1 - band.u0;
-    CopyRows<T>(B, n, band.c.data(), n, out.c + band.u0, H);
-  }
+            h_last);
+  for (const ColumnBand& band : bands) cell.Finish(band.state, 0, B, band.u0, band.u1 - band.u0);
 }
 
-// The LSTM over a whole sequence, forward only (the fused path's pass when nothing
-// is differentiated): a_t = b + x_t W_ih + h_{t-1} W_hh, [i f g o] = [σ σ tanh σ](a_t),
-// c_t = f c_{t-1} + i g, h_t = o tanh(c_t), and σ(a) = tanh(a/2)/2 + 1/2 as in
-// fused.py. Past its length (valid[t, r] false) a sequence keeps its carry and
-// outputs zeros. Cut by columns where there are two bands of them and a step's
+// The smallest w_hh a forward pass is cut by columns for: by rows, where every
+// thread reads all of it every step, measured faster at 256 KiB (an Elman cell of
+// 256 units), by columns at 1 MiB (an LSTM of 256).
+constexpr int64_t kColumnCutBytes = int64_t{512} << 10;
+
+// A cell's forward pass over a whole sequence (the fused path's pass when nothing,
+// or only what the cell writes itself, is kept for a backward pass): a_t = x_t W_ih +
+// h_{t-1} W_hh, then the cell's step (its bias, activations and states). Past its
+// length (valid[t, r] false) a sequence keeps its carry and outputs zeros. Cut by
+// columns where w_hh is kColumnCutBytes or more, there are two bands and a step's
 // matmul is worth a thread, else by rows.
-template <typename T>
-void LstmForward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t I, int64_t H,
-                 const T* xs, const T* w_ih, const T* w_hh, const T* bias, const T* h0,
-                 const T* c0, const bool* valid, bool reverse, LstmOutputs<T> out) {
-  if (ColumnBands(pool, B, H) > 1) {
-    LstmForwardByColumns<T>(pool, steps, B, I, H, xs, w_ih, w_hh, bias, h0, c0, valid, reverse,
-                            out);
+template <typename T, typename Cell>
+void Forward(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, int64_t B, int64_t I,
+             int64_t H, const T* xs, const T* w_ih, const T* w_hh, const T* bias, const T* h0,
+             const bool* valid, bool reverse, T* ys, T* h_last) {
+  const int64_t G = Cell::kGates * H;
+  const bool large = H * G * static_cast<int64_t>(sizeof(T)) >= kColumnCutBytes;
+  if (large && ColumnBands(pool, B, H, G) > 1) {
+    ForwardByColumns<T, Cell>(pool, cell, steps, B, I, H, xs, w_ih, w_hh, bias, h0, valid,
+                              reverse, ys, h_last);
   } else {
-    LstmForwardByRows<T>(pool, steps, B, I, H, xs, w_ih, w_hh, bias, h0, c0, valid, reverse, out);
+    ForwardByRows<T, Cell>(pool, cell, steps, B, I, H, xs, w_ih, w_hh, bias, h0, valid, reverse,
+                           ys, h_last);
   }
 }
 
@@ -741,7 +827,7 @@ template <typename T>
 void LstmBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, const T* w_hh,
                   const T* k_c, const T* f, const T* d_ys, const bool* valid, bool reverse,
                   const T* dh_last, const T* dc_last, T* d_gates, T* dh_first, T* dc_first) {
-  const int64_t G = 4 * H, count = ColumnBands(pool, B, H);
+  const int64_t G = 4 * H, count = ColumnBands(pool, B, H, 4 * H);
   struct RowBand {
     int64_t u0, u1;
     std::unique_ptr<PackedMatrix<T>> w;  // w_hhᵀ's columns [u0, u1): (4H, u1 - u0)
@@ -857,19 +943,6 @@ ffi::Error LstmGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer k,
   }
 }
 
-template <typename T>
-LstmOutputs<T> Outputs(ffi::Result<ffi::AnyBuffer>& ys, ffi::Result<ffi::AnyBuffer>& h,
-                       ffi::Result<ffi::AnyBuffer>& c, ffi::Result<ffi::AnyBuffer>& k,
-                       ffi::Result<ffi::AnyBuffer>& k_c, ffi::Result<ffi::AnyBuffer>& f) {
-  const bool factors = k->element_count() > 0;
-  return {ys->typed_data<T>(),
-          h->typed_data<T>(),
-          c->typed_data<T>(),
-          factors ? k->typed_data<T>() : nullptr,
-          factors ? k_c->typed_data<T>() : nullptr,
-          factors ? f->typed_data<T>() : nullptr};
-}
-
 ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ffi::AnyBuffer w_hh,
                 ffi::AnyBuffer bias, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer valid,
                 ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> h_out,
@@ -894,22 +967,66 @@ ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ff
   }
   if (steps == 0 || B == 0 || H == 0) return ffi::Error::Success();
   const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    auto data = [&](auto& buffer) { return factors ? buffer->template typed_data<T>() : nullptr; };
+    const LstmCell<T> cell{B, H, c0.typed_data<T>(), c_out->typed_data<T>(), data(k), data(k_c),
+                           data(f)};
+    Forward<T>(pool, cell, steps, B, I, H, xs.typed_data<T>(), w_ih.typed_data<T>(),
+               w_hh.typed_data<T>(), bias.typed_data<T>(), h0.typed_data<T>(), mask, reverse,
+               ys->typed_data<T>(), h_out->typed_data<T>());
+  };
   switch (xs.element_type()) {
     case ffi::DataType::F32:
-      LstmForward<float>(pool, steps, B, I, H, xs.typed_data<float>(), w_ih.typed_data<float>(),
-                         w_hh.typed_data<float>(), bias.typed_data<float>(),
-                         h0.typed_data<float>(), c0.typed_data<float>(), mask, reverse,
-                         Outputs<float>(ys, h_out, c_out, k, k_c, f));
+      run(0.0f);
       return ffi::Error::Success();
     case ffi::DataType::F64:
-      LstmForward<double>(pool, steps, B, I, H, xs.typed_data<double>(),
-                          w_ih.typed_data<double>(), w_hh.typed_data<double>(),
-                          bias.typed_data<double>(), h0.typed_data<double>(),
-                          c0.typed_data<double>(), mask, reverse,
-                          Outputs<double>(ys, h_out, c_out, k, k_c, f));
+      run(0.0);
       return ffi::Error::Success();
     default:
       return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: float32 or float64 only");
+  }
+}
+
+// jaxrnn_blas_elman: an Elman cell's forward pass over a whole sequence, h_t =
+// act(x_t W_ih + h_{t-1} W_hh + b), act tanh, relu or the sigmoid.
+ffi::Error Elman(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih,
+                 ffi::AnyBuffer w_hh, ffi::AnyBuffer bias, ffi::AnyBuffer h0, ffi::AnyBuffer valid,
+                 ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> h_out, bool reverse,
+                 bool has_valid, int64_t activation) {
+  auto xd = xs.dimensions(), hd = h0.dimensions();
+  if (xd.size() != 3 || hd.size() != 2) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_elman: inputs (T, B, I), h0 (B, H) expected");
+  }
+  const int64_t steps = xd[0], B = xd[1], I = xd[2], H = hd[1];
+  auto id = w_ih.dimensions(), wd = w_hh.dimensions();
+  if (id.size() != 2 || id[0] != I || id[1] != H || wd.size() != 2 || wd[0] != H ||
+      wd[1] != H || bias.element_count() != H || hd[0] != B ||
+      (has_valid && (valid.element_count() != steps * B ||
+                     valid.element_type() != ffi::DataType::PRED))) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_elman: shapes do not match");
+  }
+  if (activation < 0 || activation > static_cast<int64_t>(Activation::kSigmoid)) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_elman: activation 0 (tanh), 1 (relu) or 2");
+  }
+  if (steps == 0 || B == 0 || H == 0) return ffi::Error::Success();
+  const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
+  auto run = [&](auto zero) {
+    using T = decltype(zero);
+    const ElmanCell<T> cell{H, static_cast<Activation>(activation)};
+    Forward<T>(pool, cell, steps, B, I, H, xs.typed_data<T>(), w_ih.typed_data<T>(),
+               w_hh.typed_data<T>(), bias.typed_data<T>(), h0.typed_data<T>(), mask, reverse,
+               ys->typed_data<T>(), h_out->typed_data<T>());
+  };
+  switch (xs.element_type()) {
+    case ffi::DataType::F32:
+      run(0.0f);
+      return ffi::Error::Success();
+    case ffi::DataType::F64:
+      run(0.0);
+      return ffi::Error::Success();
+    default:
+      return ffi::Error::InvalidArgument("jaxrnn_blas_elman: float32 or float64 only");
   }
 }
 
@@ -942,6 +1059,21 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_lstm, Lstm,
                                   .Ret<ffi::AnyBuffer>()  // f (T, B, H), or empty
                                   .Attr<bool>("reverse")
                                   .Attr<bool>("has_valid"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_elman, Elman,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // xs (T, B, I)
+                                  .Arg<ffi::AnyBuffer>()  // w_ih (I, H)
+                                  .Arg<ffi::AnyBuffer>()  // w_hh (H, H)
+                                  .Arg<ffi::AnyBuffer>()  // b (H,)
+                                  .Arg<ffi::AnyBuffer>()  // h0 (B, H)
+                                  .Arg<ffi::AnyBuffer>()  // valid (T, B) bool, if has_valid
+                                  .Ret<ffi::AnyBuffer>()  // ys (T, B, H)
+                                  .Ret<ffi::AnyBuffer>()  // h_T (B, H)
+                                  .Attr<bool>("reverse")
+                                  .Attr<bool>("has_valid")
+                                  .Attr<int64_t>("activation"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_lstm_grad, LstmGrad,
                               ffi::Ffi::Bind()
