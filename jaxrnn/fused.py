@@ -33,7 +33,8 @@ float64); the fused path is faster because of where the work goes:
   data's dtype is a custom call into oneMKL, and each of the LSTM's two loops
   is one custom call: the forward loop with its input projection (and, under
   differentiation, the backward pass's factors), the backward loop writing
-  the gate gradients over the factors. Large steps are cut by columns (each
+  the gate gradients over the factors; so is the Elman cell's forward loop
+  (``tanh``, ``relu`` or the sigmoid). Large steps are cut by columns (each
   thread owns a band of hidden units and its slice of the weights; the bands
   synchronise at every step), small ones by rows of the batch. Forward-mode
   derivatives of these calls (second-order reverse mode) go through the scans.

@@ -16,10 +16,13 @@ call it instead:
   competes with XLA's for the cores.
 - It lowers to the custom call on CPUs only; on other platforms, for other
   dtypes, or when oneMKL or a compiler is missing, it is ``lax.dot_general``.
-- The same library holds the LSTM's two loops as custom calls of their own
-  (``_lstm_forward``, ``_lstm_backward``; private: ``jaxrnn.fused`` calls them
-  with checked arguments), so that a step's matmul, gates and synchronisation
-  run without a return to XLA between steps.
+- The same library holds the LSTM's two loops and the Elman cell's forward
+  loop as custom calls of their own (``_lstm_forward``, ``_lstm_backward``,
+  ``_elman_forward``; private: ``jaxrnn.fused`` calls them with checked
+  arguments), so that a step's matmul, gates and synchronisation run without a
+  return to XLA between steps. Their scratch memory (packed weights, projected
+  inputs) is kept from call to call, up to 256 MiB, instead of being mapped
+  and zeroed by the system afresh each time.
 
 The arithmetic is a BLAS's float32 (or float64) product, equal to XLA's up to
 rounding (tested against NumPy in float64). ``JAXRNN_BLAS=xla`` in the
@@ -407,13 +410,16 @@ def _lstm_forward(
     computes it. Where ``valid[t, r]`` is false, sequence ``r`` keeps its carry and
     its output is zero. The work of a step is cut among XLA's threads:
 
-    - **by columns** (two bands or more, each of 16 hidden units or more and
-      2**20 multiply-adds of a step's matmul): a band of hidden units owns its
-      columns of all four gates, its slices of ``w_hh`` (packed once) and
-      ``w_ih``, and projects its inputs for a chunk of steps at a time, one
-      large matmul into 2 MiB, never the whole ``(T, B, 4H)`` projection. Each
-      core reads only its slice of ``w_hh`` each step, and threads take one
-      another's bands when one lags; the bands synchronise at every step.
+    - **by columns** (``w_hh`` of 512 KiB or more, two bands or more, each of
+      16 hidden units or more and 2**20 multiply-adds of a step's matmul): a
+      band of hidden units owns its columns of all four gates and its slices of
+      ``w_hh`` and ``w_ih`` (packed once per call, gate by gate, straight from
+      the weights); its inputs are projected a chunk of steps at a time, one
+      large matmul into 2 MiB, never the whole ``(T, B, 4H)`` projection, and a
+      step's rows of it become its gates in place. Each core reads only its
+      slice of ``w_hh`` each step; the bands synchronise at every step, threads
+      take one another's bands when one lags, and a thread waiting for the
+      others projects the next chunk of inputs meanwhile.
     - **by rows** otherwise: each thread runs every step for a band of the
       batch's rows (independent sequences), no synchronisation, per step a
       ``(rows, I) x (I, 4H)`` and a ``(rows, H) x (H, 4H)`` matmul.
