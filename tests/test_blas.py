@@ -238,14 +238,17 @@ def _lstm_problem(rng, T, B, H, with_lengths):
     return cell, params, xs, carry, lengths
 
 
-def _with_and_without_blas(make, *args):
-    """``jit(make())(*args)`` with ``jaxrnn.blas`` and with it switched off (XLA's dot
+def _assert_the_kernel_equals_the_scan(make, target, *args, rtol):
+    """``make()``'s lowering calls the custom call ``target``, and ``jit(make())(*args)``
+    equals, leaf by leaf, what it gives with ``jaxrnn.blas`` switched off (XLA's dot
     and scans). ``make`` builds a new function each time: JAX caches traces by
     function, and ``blas.use`` acts when one is traced."""
+    assert f"@{target}(" in lowered_text(make(), *args)
     got = jax.jit(make())(*args)
     with blas.use(False):
         expected = jax.jit(make())(*args)
-    return got, expected
+    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=1e-12)
 
 
 @needs_blas
@@ -266,10 +269,9 @@ def test_the_lstm_forward_kernel_equals_the_scan(rng, T, B, H, reverse, with_len
     def make_forward():
         return lambda p, x, c: jaxrnn.unroll(cell, p, x, c, seq_lengths=lengths, reverse=reverse)
 
-    assert "jaxrnn_blas_lstm" in lowered_text(make_forward(), params, xs, carry)
-    got, expected = _with_and_without_blas(make_forward, params, xs, carry)
-    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+    _assert_the_kernel_equals_the_scan(
+        make_forward, "jaxrnn_blas_lstm", params, xs, carry, rtol=1e-12
+    )
 
 
 @needs_blas
@@ -291,10 +293,7 @@ def test_the_lstm_kernel_in_the_training_pass_equals_the_scan(rng, T, B, H, reve
 
         return jax.grad(loss, argnums=(0, 1, 2))
 
-    assert "jaxrnn_blas_lstm" in lowered_text(make_grad(), params, xs, carry)
-    got, expected = _with_and_without_blas(make_grad, params, xs, carry)
-    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    _assert_the_kernel_equals_the_scan(make_grad, "jaxrnn_blas_lstm", params, xs, carry, rtol=1e-10)
 
 
 def _elman_problem(rng, T, B, H, activation, with_lengths):
@@ -324,10 +323,9 @@ def test_the_elman_forward_kernel_equals_the_scan(rng, T, B, H, activation, reve
     def make_forward():
         return lambda p, x, h: jaxrnn.unroll(cell, p, x, h, seq_lengths=lengths, reverse=reverse)
 
-    assert "@jaxrnn_blas_elman(" in lowered_text(make_forward(), params, xs, h0)
-    got, expected = _with_and_without_blas(make_forward, params, xs, h0)
-    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+    _assert_the_kernel_equals_the_scan(
+        make_forward, "jaxrnn_blas_elman", params, xs, h0, rtol=1e-12
+    )
 
 
 @needs_blas
@@ -346,10 +344,7 @@ def test_the_elman_kernel_in_the_training_pass_equals_the_scan(rng, T, B, H):
 
         return jax.grad(loss, argnums=(0, 1, 2))
 
-    assert "@jaxrnn_blas_elman(" in lowered_text(make_grad(), params, xs, h0)
-    got, expected = _with_and_without_blas(make_grad, params, xs, h0)
-    for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
-        np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+    _assert_the_kernel_equals_the_scan(make_grad, "jaxrnn_blas_elman", params, xs, h0, rtol=1e-10)
 
 
 @needs_blas

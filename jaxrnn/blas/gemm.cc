@@ -23,12 +23,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <map>
-#include <mutex>
 #include <functional>
+#include <map>
 #include <memory>
-#include <tuple>
+#include <mutex>
+#include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -170,6 +171,22 @@ void RunGemm(ffi::ThreadPool& pool, int ta, int tb, int64_t M, int64_t N, int64_
   });
 }
 
+// run(T{}) with T the C++ type of `type`, float32 or float64; any other type is
+// an error naming the custom call.
+template <typename Run>
+ffi::Error ForFloatType(ffi::DataType type, const char* call, Run run) {
+  switch (type) {
+    case ffi::DataType::F32:
+      run(float{});
+      return ffi::Error::Success();
+    case ffi::DataType::F64:
+      run(double{});
+      return ffi::Error::Success();
+    default:
+      return ffi::Error::InvalidArgument(std::string(call) + ": float32 or float64 only");
+  }
+}
+
 ffi::Error Gemm(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
                 ffi::Result<ffi::AnyBuffer> out, bool transpose_a, bool transpose_b) {
   auto ad = a.dimensions(), bd = b.dimensions(), od = out->dimensions();
@@ -196,19 +213,11 @@ ffi::Error Gemm(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
   const auto a_off = BatchOffsets(ad, od, a0 * a1);
   const auto b_off = BatchOffsets(bd, od, b0 * b1);
   const int ta = transpose_a ? kTrans : kNoTrans, tb = transpose_b ? kTrans : kNoTrans;
-  switch (a.element_type()) {
-    case ffi::DataType::F32:
-      RunGemm<float>(pool, ta, tb, M, N, K, a.typed_data<float>(), a1, a_off,
-                     b.typed_data<float>(), b1, b_off, out->typed_data<float>());
-      break;
-    case ffi::DataType::F64:
-      RunGemm<double>(pool, ta, tb, M, N, K, a.typed_data<double>(), a1, a_off,
-                      b.typed_data<double>(), b1, b_off, out->typed_data<double>());
-      break;
-    default:
-      return ffi::Error::InvalidArgument("jaxrnn_blas_gemm: float32 or float64 only");
-  }
-  return ffi::Error::Success();
+  return ForFloatType(a.element_type(), "jaxrnn_blas_gemm", [&](auto zero) {
+    using T = decltype(zero);
+    RunGemm<T>(pool, ta, tb, M, N, K, a.typed_data<T>(), a1, a_off, b.typed_data<T>(), b1, b_off,
+               out->typed_data<T>());
+  });
 }
 
 // Memory the kernels take afresh on every call (packed weights, projected inputs),
@@ -511,10 +520,13 @@ struct ElmanCell {
   void Step(State&, int64_t, int64_t, int64_t rows, int64_t, int64_t n, T* a, const T* bias,
             const bool* valid, const T* h_prev, T* h, T* y) const {
     const T* __restrict b = bias;
-    const T scale = activation == Activation::kSigmoid ? T(0.5) : T(1);
     for (int64_t r = 0; r < rows; ++r) {
       T* __restrict row = a + r * n;
-      for (int64_t u = 0; u < n; ++u) row[u] = (row[u] + b[u]) * scale;
+      if (activation == Activation::kSigmoid) {  // σ's argument a/2
+        for (int64_t u = 0; u < n; ++u) row[u] = (row[u] + b[u]) * T(0.5);
+      } else {
+        for (int64_t u = 0; u < n; ++u) row[u] += b[u];
+      }
     }
     if (activation != Activation::kRelu) Tanh<T>(rows * n, a, a);
     for (int64_t r = 0; r < rows; ++r) {
@@ -914,34 +926,51 @@ ffi::Error LstmGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer k,
   }
   if (B == 0 || H == 0) return ffi::Error::Success();
   const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
-  switch (k.element_type()) {
-    case ffi::DataType::F32:
-      if (d_gates->untyped_data() != k.untyped_data()) {  // without the alias: a copy
-        std::copy(k.typed_data<float>(), k.typed_data<float>() + 4 * per_step,
-                  d_gates->typed_data<float>());
-      }
-      LstmBackward<float>(pool, steps, B, H, w_hh.typed_data<float>(), k_c.typed_data<float>(),
-                          f.typed_data<float>(), d_ys.typed_data<float>(), mask, reverse,
-                          dh_last.typed_data<float>(), dc_last.typed_data<float>(),
-                          d_gates->typed_data<float>(), dh_first->typed_data<float>(),
-                          dc_first->typed_data<float>());
-      return ffi::Error::Success();
-    case ffi::DataType::F64:
-      if (d_gates->untyped_data() != k.untyped_data()) {
-        std::copy(k.typed_data<double>(), k.typed_data<double>() + 4 * per_step,
-                  d_gates->typed_data<double>());
-      }
-      LstmBackward<double>(pool, steps, B, H, w_hh.typed_data<double>(),
-                           k_c.typed_data<double>(), f.typed_data<double>(),
-                           d_ys.typed_data<double>(), mask, reverse,
-                           dh_last.typed_data<double>(), dc_last.typed_data<double>(),
-                           d_gates->typed_data<double>(), dh_first->typed_data<double>(),
-                           dc_first->typed_data<double>());
-      return ffi::Error::Success();
-    default:
-      return ffi::Error::InvalidArgument("jaxrnn_blas_lstm_grad: float32 or float64 only");
-  }
+  return ForFloatType(k.element_type(), "jaxrnn_blas_lstm_grad", [&](auto zero) {
+    using T = decltype(zero);
+    if (d_gates->untyped_data() != k.untyped_data()) {  // without the alias: a copy
+      std::copy(k.typed_data<T>(), k.typed_data<T>() + 4 * per_step, d_gates->typed_data<T>());
+    }
+    LstmBackward<T>(pool, steps, B, H, w_hh.typed_data<T>(), k_c.typed_data<T>(),
+                    f.typed_data<T>(), d_ys.typed_data<T>(), mask, reverse,
+                    dh_last.typed_data<T>(), dc_last.typed_data<T>(), d_gates->typed_data<T>(),
+                    dh_first->typed_data<T>(), dc_first->typed_data<T>());
+  });
 }
+
+// The operands every forward kernel takes: xs (T, B, I), w_ih (I, gates H), w_hh
+// (H, gates H), the bias (gates H), h0 (B, H), valid (T, B) bools if has_valid.
+struct ForwardOperands {
+  ffi::AnyBuffer xs, w_ih, w_hh, bias, h0, valid;
+  bool has_valid;
+  int64_t steps = 0, B = 0, I = 0, H = 0;
+
+  // Reads T, B, I and H; false if the shapes do not match each other.
+  bool Check(int64_t gates) {
+    auto xd = xs.dimensions(), hd = h0.dimensions(), id = w_ih.dimensions();
+    auto wd = w_hh.dimensions();
+    if (xd.size() != 3 || hd.size() != 2 || id.size() != 2 || wd.size() != 2) return false;
+    steps = xd[0], B = xd[1], I = xd[2], H = hd[1];
+    return hd[0] == B && id[0] == I && id[1] == gates * H && wd[0] == H && wd[1] == gates * H &&
+           static_cast<int64_t>(bias.element_count()) == gates * H &&
+           (!has_valid || (static_cast<int64_t>(valid.element_count()) == steps * B &&
+                           valid.element_type() == ffi::DataType::PRED));
+  }
+
+  // Forward<T> with the cell make_cell(T{}) returns, writing ys (T, B, H) and h_T (B, H).
+  template <typename MakeCell>
+  ffi::Error Run(ffi::ThreadPool& pool, const char* call, bool reverse, MakeCell make_cell,
+                 ffi::Result<ffi::AnyBuffer>& ys, ffi::Result<ffi::AnyBuffer>& h_out) {
+    if (steps == 0 || B == 0 || H == 0) return ffi::Error::Success();
+    const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
+    return ForFloatType(xs.element_type(), call, [&](auto zero) {
+      using T = decltype(zero);
+      Forward<T>(pool, make_cell(zero), steps, B, I, H, xs.typed_data<T>(), w_ih.typed_data<T>(),
+                 w_hh.typed_data<T>(), bias.typed_data<T>(), h0.typed_data<T>(), mask, reverse,
+                 ys->typed_data<T>(), h_out->typed_data<T>());
+    });
+  }
+};
 
 ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ffi::AnyBuffer w_hh,
                 ffi::AnyBuffer bias, ffi::AnyBuffer h0, ffi::AnyBuffer c0, ffi::AnyBuffer valid,
@@ -949,43 +978,24 @@ ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ff
                 ffi::Result<ffi::AnyBuffer> c_out, ffi::Result<ffi::AnyBuffer> k,
                 ffi::Result<ffi::AnyBuffer> k_c, ffi::Result<ffi::AnyBuffer> f, bool reverse,
                 bool has_valid) {
-  auto xd = xs.dimensions(), hd = h0.dimensions();
-  if (xd.size() != 3 || hd.size() != 2) {
-    return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: inputs (T, B, I), h0 (B, H) expected");
-  }
-  const int64_t steps = xd[0], B = xd[1], I = xd[2], H = hd[1];
-  auto id = w_ih.dimensions(), wd = w_hh.dimensions(), cd = c0.dimensions();
-  const int64_t factors = k->element_count();
-  if (id.size() != 2 || id[0] != I || id[1] != 4 * H || wd.size() != 2 || wd[0] != H ||
-      wd[1] != 4 * H || bias.element_count() != 4 * H || hd[0] != B || cd.size() != 2 ||
-      cd[0] != B || cd[1] != H ||
-      (has_valid && (valid.element_count() != steps * B ||
-                     valid.element_type() != ffi::DataType::PRED)) ||
-      (factors != 0 && (factors != steps * B * 4 * H || k_c->element_count() != steps * B * H ||
-                        f->element_count() != steps * B * H))) {
+  ForwardOperands in{xs, w_ih, w_hh, bias, h0, valid, has_valid};
+  if (!in.Check(4)) return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: shapes do not match");
+  const int64_t steps = in.steps, B = in.B, H = in.H;
+  const int64_t factors = k->element_count(), per_step = steps * B * H;
+  auto cd = c0.dimensions();
+  if (cd.size() != 2 || cd[0] != B || cd[1] != H ||
+      (factors != 0 && (factors != 4 * per_step ||
+                        static_cast<int64_t>(k_c->element_count()) != per_step ||
+                        static_cast<int64_t>(f->element_count()) != per_step))) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: shapes do not match");
   }
-  if (steps == 0 || B == 0 || H == 0) return ffi::Error::Success();
-  const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
-  auto run = [&](auto zero) {
+  auto make_cell = [&](auto zero) {
     using T = decltype(zero);
     auto data = [&](auto& buffer) { return factors ? buffer->template typed_data<T>() : nullptr; };
-    const LstmCell<T> cell{B, H, c0.typed_data<T>(), c_out->typed_data<T>(), data(k), data(k_c),
-                           data(f)};
-    Forward<T>(pool, cell, steps, B, I, H, xs.typed_data<T>(), w_ih.typed_data<T>(),
-               w_hh.typed_data<T>(), bias.typed_data<T>(), h0.typed_data<T>(), mask, reverse,
-               ys->typed_data<T>(), h_out->typed_data<T>());
+    return LstmCell<T>{B, H, c0.typed_data<T>(), c_out->typed_data<T>(), data(k), data(k_c),
+                       data(f)};
   };
-  switch (xs.element_type()) {
-    case ffi::DataType::F32:
-      run(0.0f);
-      return ffi::Error::Success();
-    case ffi::DataType::F64:
-      run(0.0);
-      return ffi::Error::Success();
-    default:
-      return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: float32 or float64 only");
-  }
+  return in.Run(pool, "jaxrnn_blas_lstm", reverse, make_cell, ys, h_out);
 }
 
 // jaxrnn_blas_elman: an Elman cell's forward pass over a whole sequence, h_t =
@@ -994,40 +1004,15 @@ ffi::Error Elman(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih,
                  ffi::AnyBuffer w_hh, ffi::AnyBuffer bias, ffi::AnyBuffer h0, ffi::AnyBuffer valid,
                  ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> h_out, bool reverse,
                  bool has_valid, int64_t activation) {
-  auto xd = xs.dimensions(), hd = h0.dimensions();
-  if (xd.size() != 3 || hd.size() != 2) {
-    return ffi::Error::InvalidArgument("jaxrnn_blas_elman: inputs (T, B, I), h0 (B, H) expected");
-  }
-  const int64_t steps = xd[0], B = xd[1], I = xd[2], H = hd[1];
-  auto id = w_ih.dimensions(), wd = w_hh.dimensions();
-  if (id.size() != 2 || id[0] != I || id[1] != H || wd.size() != 2 || wd[0] != H ||
-      wd[1] != H || bias.element_count() != H || hd[0] != B ||
-      (has_valid && (valid.element_count() != steps * B ||
-                     valid.element_type() != ffi::DataType::PRED))) {
-    return ffi::Error::InvalidArgument("jaxrnn_blas_elman: shapes do not match");
-  }
+  ForwardOperands in{xs, w_ih, w_hh, bias, h0, valid, has_valid};
+  if (!in.Check(1)) return ffi::Error::InvalidArgument("jaxrnn_blas_elman: shapes do not match");
   if (activation < 0 || activation > static_cast<int64_t>(Activation::kSigmoid)) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_elman: activation 0 (tanh), 1 (relu) or 2");
   }
-  if (steps == 0 || B == 0 || H == 0) return ffi::Error::Success();
-  const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
-  auto run = [&](auto zero) {
-    using T = decltype(zero);
-    const ElmanCell<T> cell{H, static_cast<Activation>(activation)};
-    Forward<T>(pool, cell, steps, B, I, H, xs.typed_data<T>(), w_ih.typed_data<T>(),
-               w_hh.typed_data<T>(), bias.typed_data<T>(), h0.typed_data<T>(), mask, reverse,
-               ys->typed_data<T>(), h_out->typed_data<T>());
+  auto make_cell = [&](auto zero) {
+    return ElmanCell<decltype(zero)>{in.H, static_cast<Activation>(activation)};
   };
-  switch (xs.element_type()) {
-    case ffi::DataType::F32:
-      run(0.0f);
-      return ffi::Error::Success();
-    case ffi::DataType::F64:
-      run(0.0);
-      return ffi::Error::Success();
-    default:
-      return ffi::Error::InvalidArgument("jaxrnn_blas_elman: float32 or float64 only");
-  }
+  return in.Run(pool, "jaxrnn_blas_elman", reverse, make_cell, ys, h_out);
 }
 
 }  // namespace
