@@ -30,13 +30,15 @@ float64); the fused path is faster because of where the work goes:
   for little time.
 
 - **oneMKL on a CPU** (``jaxrnn.blas``, where installed): every matmul in the
-  data's dtype is a custom call into oneMKL, and each of the LSTM's two loops
-  is one custom call: the forward loop with its input projection (and, under
-  differentiation, the backward pass's factors), the backward loop writing
-  the gate gradients over the factors; so is the Elman cell's forward loop
-  (``tanh``, ``relu`` or the sigmoid). Large steps are cut by columns (each
-  thread owns a band of hidden units and its slice of the weights; the bands
-  synchronise at every step), small ones by rows of the batch. Forward-mode
+  data's dtype is a custom call into oneMKL, and each of the LSTM's and the
+  GRU's (reset after the matmul) two loops is one custom call: the forward
+  loop with its input projection (and, under differentiation, the backward
+  pass's factors), the backward loop writing the gate gradients over the
+  factors; so is the Elman cell's forward loop (``tanh``, ``relu`` or the
+  sigmoid). A GRU with the reset before the matmul keeps its scans. Large
+  steps are cut by columns (each thread owns a band of hidden units and its
+  slice of the weights; the bands synchronise at every step), small ones by
+  rows of the batch. Forward-mode
   derivatives of these calls (second-order reverse mode) go through the scans.
   Elsewhere, and with ``jaxrnn.blas.use(False)``, XLA's dot and the scans.
 
@@ -424,6 +426,26 @@ def _lstm_grad_factors(acts: Array, c_prev: Array, c: Array) -> tuple[Array, Arr
     return k, o * _tanh_grad(tanh_c), f
 
 
+def _gru_grad_factors(acts: tuple[Array, ...], h_prev: Array) -> tuple[Array, ...]:
+    """The factors of the GRU's backward pass (the reset gate after the matmul), for
+    one step ``(B, H)`` or all ``(T, B, H)``.
+
+    From ``acts = (r, z, n, h_n)`` (``_activations``'; ``h_n = h_prev @ w_hn +
+    b_hn``) and the previous states: with ``k_n = (1 - z)·tanh'(n)``, ``q_r =
+    k_n·h_n·σ'(r)``, ``q_z = (h_prev - n)·σ'(z)`` and ``q_hn = k_n·r``, the gradients
+    w.r.t. a step's gate inputs, with ``dh`` the one w.r.t. its new state, are
+    ``dh·q_r``, ``dh·q_z`` and ``dh·k_n`` (``r``, ``z``, ``n``), w.r.t. ``h_n``
+    ``dh·q_hn``, and w.r.t. the previous state ``dh·z + [dh·q_r, dh·q_z,
+    dh·q_hn] @ w_hhᵀ``.
+
+    Returns:
+      ``(q_r, q_z, q_hn, k_n, z)``.
+    """
+    r, z, n, h_n = acts
+    k_n = (1 - z) * _tanh_grad(n)
+    return k_n * h_n * _sigmoid_grad(r), (h_prev - n) * _sigmoid_grad(z), k_n * r, k_n, z
+
+
 def _new_state(config: _Config, acts: tuple[Array, ...], carry: Any):
     """The carry after one step, from its gate activations."""
     if config.kind == "elman":
@@ -495,18 +517,25 @@ def _forward(
     ``_activations`` returns them, written over the projected inputs (for an
     Elman cell, nothing when its activation is in ``_SLOPES``); for the LSTM,
     ``_lstm_grad_factors``' ``(k, k_c, f)`` instead, ``k`` written over the
-    projected inputs. ``projected`` is ``_project``'s, if already computed.
+    projected inputs, and for the GRU with the reset after the matmul
+    ``_gru_grad_factors``' ``(q_r, q_z, q_hn, k_n, z)``, the first three written
+    over the projected inputs. ``projected`` is ``_project``'s, if already computed.
 
     On a CPU with ``jaxrnn.blas``, an LSTM's forward pass (keeping nothing or its
     factors) is one custom call (``blas._lstm_forward``), its input projection
-    included, instead of the projection and the scan; so is an Elman cell's whose
+    included, instead of the projection and the scan; so is a GRU's with the
+    reset after the matmul (``blas._gru_forward``), and an Elman cell's whose
     activation the kernel has (``blas._elman_forward``).
     """
     dtype = xs.dtype
     is_lstm = config.kind == "lstm"
+    if keep == "states" and not is_lstm:
+        keep = "nothing"  # only the LSTM has states beyond ys
     if keep in ("nothing", "activations") and config.blas and projected is None:
         if is_lstm:
             return _lstm_loop(config, keep, params, xs, carry, valid)
+        if config.kind == "gru-after":
+            return _gru_loop(config, keep, params, xs, carry, valid)
         if config.kind == "elman" and config.activation in _ELMAN_KERNEL_ACTIVATIONS:
             return _elman_loop(config, params, xs, carry, valid)
     if projected is None:  # (T, B, G·H): large matmuls before the loop
@@ -548,12 +577,14 @@ def _forward(
     def body_in_place(carry, rows, valid_t):
         x_t = rows[0] if is_lstm else rows
         new_carry, y, acts, state = cell(carry, x_t, valid_t)
+        # The backward pass's factors, while this step's values are at hand: the
+        # LSTM and GRU then need no pass over all steps' activations before their loops.
         if is_lstm:
-            # The backward pass's factors, while this step's values are at hand: the
-            # LSTM then needs no pass over all steps' activations before its loop.
             acts = _lstm_grad_factors(acts[0], carry[1], state[1])
-        # What has no buffer of its own (the GRU's h @ w_hn + b_hn, the LSTM's k_c
-        # and f) is a per-step output.
+        elif config.kind == "gru-after":
+            acts = _gru_grad_factors(acts, carry)
+        # What has no buffer of its own (the GRU's k_n and z, the LSTM's k_c and f)
+        # is a per-step output.
         return new_carry, acts[: len(rows)], (y, acts[len(rows) :])
 
     final, rows, (ys, extra) = _scan_in_place(
@@ -625,6 +656,67 @@ def _elman_loop(config: _Config, params: Any, xs: Array, carry: Array, valid: An
         return _forward(config._replace(blas=False), params, xs, carry, valid, "nothing")
 
     return _kernel_or_scan(kernel, scan, params, xs, carry, valid)
+
+
+def _gru_loop(config: _Config, keep: str, params: Any, xs: Array, carry: Array, valid: Any):
+    """``_forward`` of a GRU with the reset after the matmul, keeping ``"nothing"`` or
+    ``"activations"`` (its backward pass's factors): on a CPU, the whole loop and its
+    input projection as one oneMKL custom call (``blas._gru_forward``); elsewhere the
+    scan."""
+    factors = keep == "activations"
+
+    def kernel(params, xs, carry, valid):
+        ys, h, *saved = blas._gru_forward(
+            xs,
+            params.w_ih,
+            params.w_hh,
+            params.b,
+            params.b_hn,
+            carry,
+            valid,
+            reverse=config.reverse,
+            factors=factors,
+        )
+        return h, ys, tuple(saved) if factors else None
+
+    def scan(params, xs, carry, valid):
+        return _forward(config._replace(blas=False), params, xs, carry, valid, keep)
+
+    return _kernel_or_scan(kernel, scan, params, xs, carry, valid)
+
+
+def _gru_backward_scan(config: _Config, w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final):
+    """The GRU's backward loop (the reset after the matmul) as a reverse scan, from
+    ``_gru_grad_factors``': ``(d_carry, (d_r, d_z, d_hn, d_n))``, the gradients
+    w.r.t. the gates' projected inputs and ``h @ w_hn + b_hn`` of every step."""
+    w_hh_t = _weights(config, w_hh.T)
+    zero = jnp.zeros((), d_ys.dtype)
+
+    def body(dh_next, inputs):
+        d_y, valid_t, q_r_t, q_z_t, q_hn_t, z_t = inputs
+        dh = _mask(valid_t, d_y + dh_next, zero)
+        d_rec = jnp.concatenate([dh * q_r_t, dh * q_z_t, dh * q_hn_t], axis=-1)
+        return _mask(valid_t, dh * z_t + _mm(config, d_rec, w_hh_t), dh_next), dh
+
+    per_step = (d_ys, valid, q_r, q_z, q_hn, z)
+    d_carry, dhs = _scan(config, body, d_final, per_step, backward=True)
+    return d_carry, (dhs * q_r, dhs * q_z, dhs * q_hn, dhs * k_n)
+
+
+def _gru_backward_loop(config: _Config, w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final):
+    """``_gru_backward_scan``; on a CPU with ``jaxrnn.blas``, one oneMKL custom call
+    (``blas._gru_backward``) for the whole loop."""
+    if not config.blas:
+        return _gru_backward_scan(config, w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final)
+    scan = functools.partial(_gru_backward_scan, config._replace(blas=False))
+
+    def kernel(w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final):
+        *d_gates, dh = blas._gru_backward(
+            w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final, reverse=config.reverse
+        )
+        return dh, tuple(d_gates)
+
+    return _kernel_or_scan(kernel, scan, w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final)
 
 
 def _lstm_backward_scan(config: _Config, w_hh, k, k_c, f, d_ys, valid, d_final):
@@ -739,26 +831,13 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
         d_carry, d_gates = _lstm_backward_loop(config, params.w_hh, k, k_c, f, d_ys, valid, d_final)
 
     elif kind == "gru-after":
-        r, z, n, h_n = acts
-        # With dh the gradient w.r.t. a step's new state: dL/dn_pre = dh·k_n,
-        # dL/dz_pre = dh·q_z, dL/dr_pre = dh·q_r, and the gradient w.r.t.
-        # h @ w_hn + b_hn is dh·q_hn.
-        k_n = (1 - z) * _tanh_grad(n)
-        q_r = k_n * h_n * _sigmoid_grad(r)
-        q_z = (h_prev - n) * _sigmoid_grad(z)
-        q_hn = k_n * r
-
-        def body(dh_next, inputs):
-            d_y, valid_t, q_r_t, q_z_t, q_hn_t, z_t = inputs
-            dh = masked(valid_t, d_y + dh_next)
-            d_rec = jnp.concatenate([dh * q_r_t, dh * q_z_t, dh * q_hn_t], axis=-1)
-            return _mask(valid_t, dh * z_t + _mm(config, d_rec, w_hh_t), dh_next), dh
-
-        per_step = (d_ys, valid, q_r, q_z, q_hn, z)
-        d_carry, dhs = _scan(config, body, d_final, per_step, backward=True)
-        d_r, d_z = dhs * q_r, dhs * q_z
-        d_inputs = (d_r, d_z, dhs * k_n)  # w.r.t. each gate's projected input
-        d_states = ((h_prev, d_r), (h_prev, d_z), (h_prev, dhs * q_hn))  # for dW_hh
+        # computed by the forward loop, or here from the recomputed activations
+        factors = _gru_grad_factors(acts, h_prev) if config.remat else acts
+        d_carry, (d_r, d_z, d_hn, d_n) = _gru_backward_loop(
+            config, params.w_hh, *factors, d_ys, valid, d_final
+        )
+        d_inputs = (d_r, d_z, d_n)  # w.r.t. each gate's projected input
+        d_states = ((h_prev, d_r), (h_prev, d_z), (h_prev, d_hn))  # for dW_hh
 
     else:  # gru-before
         w_n_t, w_rz_t = w_hh_t[2 * H :], w_hh_t[: 2 * H]

@@ -206,8 +206,10 @@ def test_the_fused_path_uses_it_and_agrees_with_xlas_dot(rng, make_cell):
         return jax.grad(loss, argnums=(0, 1))
 
     # The projection, the steps of both loops, and the weight and input gradients;
-    # the LSTM's loops, its projection included, are one call each, and so is the
-    # Elman cell's forward loop (its backward loop, one product a step, a scan).
+    # the LSTM's and GRU's loops, their projections included, are one call each
+    # (the GRU's gradients after the loop are products per gate: 3 x 3), and so
+    # is the Elman cell's forward loop (its backward loop, one product a step, a
+    # scan).
     text = lowered_text(make_grad(), params, xs)
     if make_cell is jaxrnn.lstm:
         assert text.count("@jaxrnn_blas_lstm(") == 1
@@ -217,7 +219,9 @@ def test_the_fused_path_uses_it_and_agrees_with_xlas_dot(rng, make_cell):
         assert text.count("@jaxrnn_blas_elman(") == 1
         assert text.count("@jaxrnn_blas_gemm(") == 4
     else:
-        assert text.count("jaxrnn_blas_gemm") >= 5
+        assert text.count("@jaxrnn_blas_gru(") == 1
+        assert text.count("@jaxrnn_blas_gru_grad(") == 1
+        assert text.count("@jaxrnn_blas_gemm(") == 9
     got = jax.jit(make_grad())(params, xs)
     with blas.use(False):
         assert "jaxrnn_blas" not in lowered_text(make_grad(), params, xs)
@@ -347,6 +351,76 @@ def test_the_elman_kernel_in_the_training_pass_equals_the_scan(rng, T, B, H):
     _assert_the_kernel_equals_the_scan(make_grad, "jaxrnn_blas_elman", params, xs, h0, rtol=1e-10)
 
 
+def _gru_problem(rng, T, B, H, with_lengths, use_bias=True):
+    """A float64 GRU with the reset after the matmul (input size 4, biases not zero),
+    inputs ``(T, B, 4)``, a random initial state, and random lengths or ``None``."""
+    cell = jaxrnn.gru(H, use_bias=use_bias)
+    params = jax.tree.map(lambda a: a.astype(np.float64), cell.init(jax.random.key(1), 4))
+    if use_bias:
+        params = params._replace(
+            b=jnp.asarray(rng.standard_normal(3 * H)), b_hn=jnp.asarray(rng.standard_normal(H))
+        )
+    xs = jnp.asarray(rng.standard_normal((T, B, 4)))
+    h0 = jnp.asarray(rng.standard_normal((B, H)))
+    lengths = jnp.asarray(rng.integers(0, T + 1, B)) if with_lengths else None
+    return cell, params, xs, h0, lengths
+
+
+@needs_blas
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize(("T", "B", "H"), [(1, 1, 1), (6, 5, 3), (9, 33, 160), (70, 33, 160)])
+def test_the_gru_forward_kernel_equals_the_scan(rng, T, B, H, reverse, with_lengths):
+    """The GRU's inference pass, one custom call, against the fused scan with XLA's
+    dot, in float64: the outputs and the final state. The first two sizes' steps
+    are cut by rows, the others' by columns (``w_hh`` of 600 KiB: two bands of 80
+    units, which at T=70 project their inputs in three chunks of steps)."""
+    cell, params, xs, h0, lengths = _gru_problem(rng, T, B, H, with_lengths)
+
+    def make_forward():
+        return lambda p, x, h: jaxrnn.unroll(cell, p, x, h, seq_lengths=lengths, reverse=reverse)
+
+    _assert_the_kernel_equals_the_scan(make_forward, "jaxrnn_blas_gru", params, xs, h0, rtol=1e-12)
+
+
+@needs_blas
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("with_lengths", [False, True])
+@pytest.mark.parametrize(
+    ("T", "B", "H", "use_bias"), [(6, 5, 3, True), (12, 33, 160, True), (7, 4, 5, False)]
+)
+def test_the_gru_kernels_in_the_training_pass_equal_the_scans(
+    rng, T, B, H, use_bias, reverse, with_lengths
+):
+    """A GRU's training pass is two custom calls, the forward loop storing the
+    backward pass's factors and the backward loop (by rows, by columns, and
+    without biases): the gradients w.r.t. the parameters, the inputs and the
+    initial state equal those with XLA's dot and the scans, in float64."""
+    cell, params, xs, h0, lengths = _gru_problem(rng, T, B, H, with_lengths, use_bias)
+    weights = jnp.asarray(rng.standard_normal((T, B, H)))
+
+    def make_grad():
+        def loss(params, xs, h0):
+            final, ys = jaxrnn.unroll(cell, params, xs, h0, seq_lengths=lengths, reverse=reverse)
+            return jnp.sum(weights * ys) + jnp.sum(jnp.sin(final))
+
+        return jax.grad(loss, argnums=(0, 1, 2))
+
+    assert "@jaxrnn_blas_gru_grad(" in lowered_text(make_grad(), params, xs, h0)
+    _assert_the_kernel_equals_the_scan(make_grad, "jaxrnn_blas_gru", params, xs, h0, rtol=1e-10)
+
+
+@needs_blas
+def test_a_gru_with_the_reset_before_the_matmul_keeps_the_scans(rng):
+    cell = jaxrnn.gru(4, reset_after=False)
+    params = cell.init(jax.random.key(0), 3)
+    xs = jnp.asarray(rng.standard_normal((5, 2, 3)), jnp.float32)
+    loss = jax.grad(lambda p: jnp.sum(jaxrnn.unroll(cell, p, xs)[1]))
+    text = lowered_text(loss, params)
+    assert "jaxrnn_blas_gru" not in text
+    assert "@jaxrnn_blas_gemm(" in text
+
+
 @needs_blas
 def test_an_elman_cell_with_another_activation_keeps_the_scan(rng):
     cell = jaxrnn.elman(4, activation=jnp.sin)
@@ -406,6 +480,15 @@ def test_the_elman_kernel_says_when_it_is_switched_off():
         blas._elman_forward(
             jnp.ones((2, 1, 3)), jnp.ones((3, 1)), jnp.ones((1, 1)), None, jnp.ones((1, 1))
         )
+
+
+def test_the_gru_kernels_say_when_they_are_switched_off():
+    one = jnp.ones((1, 1))
+    with blas.use(False), pytest.raises(RuntimeError, match="_gru_forward needs the oneMKL"):
+        blas._gru_forward(jnp.ones((2, 1, 3)), jnp.ones((3, 3)), jnp.ones((1, 3)), None, None, one)
+    per_step = jnp.ones((2, 1, 1))
+    with blas.use(False), pytest.raises(RuntimeError, match="_gru_backward needs the oneMKL"):
+        blas._gru_backward(jnp.ones((1, 3)), *[per_step] * 6, None, one)
 
 
 def test_the_lstm_kernels_say_when_they_are_switched_off():

@@ -16,11 +16,12 @@ call it instead:
   competes with XLA's for the cores.
 - It lowers to the custom call on CPUs only; on other platforms, for other
   dtypes, or when oneMKL or a compiler is missing, it is ``lax.dot_general``.
-- The same library holds the LSTM's two loops and the Elman cell's forward
-  loop as custom calls of their own (``_lstm_forward``, ``_lstm_backward``,
-  ``_elman_forward``; private: ``jaxrnn.fused`` calls them with checked
-  arguments), so that a step's matmul, gates and synchronisation run without a
-  return to XLA between steps. Their scratch memory (packed weights, projected
+- The same library holds the LSTM's and the GRU's two loops and the Elman
+  cell's forward loop as custom calls of their own (``_lstm_forward``,
+  ``_lstm_backward``, ``_gru_forward``, ``_gru_backward``, ``_elman_forward``;
+  private: ``jaxrnn.fused`` calls them with checked arguments), so that a
+  step's matmul, gates and synchronisation run without a return to XLA
+  between steps. Their scratch memory (packed weights, projected
   inputs) is kept from call to call, up to 256 MiB, instead of being mapped
   and zeroed by the system afresh each time.
 
@@ -59,6 +60,8 @@ _TARGET = "jaxrnn_blas_gemm"
 _LSTM_TARGET = "jaxrnn_blas_lstm"
 _LSTM_GRAD_TARGET = "jaxrnn_blas_lstm_grad"
 _ELMAN_TARGET = "jaxrnn_blas_elman"
+_GRU_TARGET = "jaxrnn_blas_gru"
+_GRU_GRAD_TARGET = "jaxrnn_blas_gru_grad"
 # The Elman activations the kernel computes, by name: its ``activation`` attribute.
 _ELMAN_ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2}
 _SOURCE = Path(__file__).with_name("gemm.cc")
@@ -197,7 +200,8 @@ def _load() -> _Loaded:
             str(_compile(ffi.include_dir(), mkl)), mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND
         )
         _self_test(library.cblas_sgemm, library.cblas_dgemm)
-        for target in (_TARGET, _LSTM_TARGET, _LSTM_GRAD_TARGET, _ELMAN_TARGET):
+        targets = (_TARGET, _LSTM_TARGET, _LSTM_GRAD_TARGET, _ELMAN_TARGET, _GRU_TARGET)
+        for target in (*targets, _GRU_GRAD_TARGET):
             handler = ffi.pycapsule(getattr(library, target))
             ffi.register_ffi_target(target, handler, platform="cpu")
     except Exception as error:  # any failure leaves XLA's dot in place, with the reason
@@ -592,4 +596,128 @@ def _elman_forward(
         reverse=bool(reverse),
         has_valid=has_valid,
         activation=np.int64(_ELMAN_ACTIVATIONS[activation]),
+    )
+
+
+def _gru_forward(
+    xs: Array,
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None,
+    b_hn: Array | None,
+    h0: Array,
+    valid: Array | None = None,
+    *,
+    reverse: bool = False,
+    factors: bool = False,
+) -> tuple[Array, ...]:
+    r"""A GRU (the reset gate after the matmul) over a whole sequence, forward only, as
+    one custom call (CPU, oneMKL).
+
+    With the gates in the order :math:`[r, z, n]` of ``w_ih``, ``w_hh`` and ``b``:
+    :math:`r = \sigma(x_t W_{ir} + b_r + h_{t-1} W_{hr})`, :math:`z` likewise,
+    :math:`n = \tanh(x_t W_{in} + b_n + r \odot (h_{t-1} W_{hn} + b_{hn}))`,
+    :math:`h_t = n + z \odot (h_{t-1} - n)`, with :math:`\sigma(a) = \tanh(a/2)/2 +
+    1/2` as ``jaxrnn.fused`` computes it. Where ``valid[t, r]`` is false, sequence
+    ``r`` keeps its state and its output is zero. The loop of ``_lstm_forward``
+    (cut by columns or rows, the input projection in chunks inside the call),
+    the step's ``h_{t-1} W_{hn}`` kept apart from ``x_t W_{in}``. Not
+    differentiable itself: ``jaxrnn.fused`` calls it, with checked arguments, on
+    CPUs with the custom call (``active()``) only.
+
+    Args:
+      xs: ``(T, B, I)``, float32 or float64.
+      w_ih: ``(I, 3H)``.
+      w_hh: ``(H, 3H)``.
+      b: ``(3H,)`` or ``None``; b_hn: ``(H,)`` or ``None``.
+      h0: ``(B, H)``.
+      valid: ``(T, B)`` bools, or ``None`` for all steps valid.
+      reverse: run from the last step to the first.
+      factors: also return ``jaxrnn.fused._gru_grad_factors``' ``(q_r, q_z, q_hn,
+        k_n, z)`` of every step, each ``(T, B, H)``.
+
+    Returns:
+      ``(ys, h_T)``: ``(T, B, H)``, ``(B, H)``; with ``factors``, ``(ys, h_T, q_r,
+      q_z, q_hn, k_n, z)``.
+    """
+    if not active():
+        raise RuntimeError(f"_gru_forward needs the oneMKL custom call: {status()}")
+    steps, batch, _ = xs.shape
+    hidden = w_hh.shape[0]
+    dtype = xs.dtype
+    b = jnp.zeros((3 * hidden,), dtype) if b is None else b
+    b_hn = jnp.zeros((hidden,), dtype) if b_hn is None else b_hn
+    has_valid = valid is not None
+    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    per_step = (steps, batch, hidden) if factors else (0, 0, 0)  # empty: none written
+    results = (
+        jax.ShapeDtypeStruct((steps, batch, hidden), dtype),
+        jax.ShapeDtypeStruct((batch, hidden), dtype),
+        *(jax.ShapeDtypeStruct(per_step, dtype) for _ in range(5)),
+    )
+    call = jax.ffi.ffi_call(_GRU_TARGET, results, vmap_method="sequential")
+    outputs = call(
+        xs,
+        w_ih,
+        w_hh,
+        jnp.concatenate([b, b_hn]),
+        h0,
+        valid,
+        reverse=bool(reverse),
+        has_valid=has_valid,
+    )
+    return outputs if factors else outputs[:2]
+
+
+def _gru_backward(
+    w_hh: Array,
+    q_r: Array,
+    q_z: Array,
+    q_hn: Array,
+    k_n: Array,
+    z: Array,
+    d_ys: Array,
+    valid: Array | None,
+    dh: Array,
+    *,
+    reverse: bool = False,
+) -> tuple[Array, ...]:
+    r"""A GRU's backward loop (the reset gate after the matmul) over a whole sequence as
+    one custom call (CPU, oneMKL).
+
+    What ``jaxrnn.fused``'s reverse scan computes, from the forward pass's factors
+    (``_gru_forward(..., factors=True)``), over the steps in the opposite order to
+    the forward pass's: with :math:`dh = d_{y_t} + dh_{t+1}` the gradient w.r.t. a
+    step's new state, the gradients w.r.t. the gates' projected inputs
+    :math:`d_r = dh\,q_r`, :math:`d_z = dh\,q_z`, :math:`d_n = dh\,k_n`, w.r.t.
+    :math:`h_{t-1} W_{hn} + b_{hn}` :math:`d_{hn} = dh\,q_{hn}` (each written over
+    its factor), and w.r.t. the state before the step :math:`dh_t = dh\,z + [d_r,
+    d_z, d_{hn}]\,W_{hh}^\top`; past a sequence's length the four are zero and
+    :math:`dh` passes through. Cut by columns like ``_lstm_backward``.
+
+    Args:
+      w_hh: ``(H, 3H)``.
+      q_r, q_z, q_hn, k_n, z: ``(T, B, H)`` each.
+      d_ys: ``(T, B, H)``, zero past the sequences' lengths.
+      valid: ``(T, B)`` bools, or ``None`` for all steps valid.
+      dh: ``(B, H)``, the gradient w.r.t. the final state.
+      reverse: whether the forward pass ran from the last step to the first.
+
+    Returns:
+      ``(d_r, d_z, d_hn, d_n, dh_0)``: ``(T, B, H)`` each, and ``(B, H)``.
+    """
+    if not active():
+        raise RuntimeError(f"_gru_backward needs the oneMKL custom call: {status()}")
+    has_valid = valid is not None
+    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    results = (
+        *(jax.ShapeDtypeStruct(z.shape, z.dtype) for _ in range(4)),
+        jax.ShapeDtypeStruct(dh.shape, dh.dtype),
+    )
+    aliases = {1: 0, 2: 1, 3: 2, 4: 3}  # each gradient over its factor
+    call = jax.ffi.ffi_call(
+        _GRU_GRAD_TARGET, results, vmap_method="sequential", input_output_aliases=aliases
+    )
+    return call(
+        w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, dh, reverse=bool(reverse), has_valid=has_valid
     )

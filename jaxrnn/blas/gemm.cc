@@ -7,6 +7,9 @@
 // - jaxrnn_blas_lstm_grad: the LSTM's backward loop over a whole sequence.
 // - jaxrnn_blas_elman: an Elman cell's forward pass over a whole sequence, its
 //   input projection included.
+// - jaxrnn_blas_gru, jaxrnn_blas_gru_grad: the GRU's (reset gate after the
+//   matmul) forward pass, with its factors for a training pass, and its
+//   backward loop.
 //
 // oneMKL runs single-threaded; the work is cut into bands (of a product's
 // columns or rows, of a loop's hidden units or batch rows) that run on XLA's
@@ -336,29 +339,60 @@ class PackedMatrix {
 
 // Hidden units [u0, u0 + n) of a (k, gates H) weight of a cell's gates (the LSTM's
 // [i f g o]): the band's columns of each gate block, packed straight from the
-// weight (no copy of it), for m-row left-hand ones. A product writes the band's
-// (m, gates n) gates, gate g in columns [g n, (g + 1) n).
+// weight (no copy of it), for m-row left-hand ones. A product writes gate g into
+// slot slot_of[g] of c's rows of `slots` n, columns [slot n, (slot + 1) n): the
+// gates' own order, or for the GRU's w_hh [r z n] into slots [0 1 3] of [r z n_x
+// n_h]. Slots below `shared` (which an earlier product has filled: the input
+// projection) are added to, the others overwritten. Gates whose columns and slots
+// both follow on, in a band of all H units, share one pack and one product.
 template <typename T>
 class GateBand {
  public:
-  GateBand(int64_t m, int64_t k, int64_t H, int64_t u0, int64_t n, int64_t gates, const T* w)
-      : n_(n) {
-    gates_.reserve(gates);
-    for (int64_t g = 0; g < gates; ++g) {
-      gates_.emplace_back(m, n, k, w + g * H + u0, gates * H);
+  GateBand(int64_t m, int64_t k, int64_t H, int64_t u0, int64_t n, int64_t gates, const T* w,
+           const std::vector<int64_t>& slot_of, int64_t slots, int64_t shared)
+      : n_(n), slots_(slots) {
+    for (int64_t g = 0; g < gates;) {
+      int64_t width = 1;
+      while (n == H && g + width < gates && slot_of[g + width] == slot_of[g] + width &&
+             (slot_of[g + width] < shared) == (slot_of[g] < shared)) {
+        ++width;
+      }
+      runs_.push_back(
+          {slot_of[g], slot_of[g] < shared, PackedMatrix<T>(m, width * n, k, w + g * H + u0,
+                                                            gates * H)});
+      g += width;
     }
   }
 
-  // c = a @ band + beta c, a (m, k), c (m, gates n).
-  void Multiply(const T* a, T* c, T beta) const {
-    const int64_t ld_c = static_cast<int64_t>(gates_.size()) * n_;
-    for (size_t g = 0; g < gates_.size(); ++g) gates_[g].Multiply(a, c + g * n_, beta, ld_c);
+  // c = a @ band (+ c in the shared slots), a (m, k), c (m, slots n).
+  void Multiply(const T* a, T* c) const {
+    for (const Run& run : runs_) {
+      run.pack.Multiply(a, c + run.slot * n_, run.add ? T(1) : T(0), slots_ * n_);
+    }
   }
 
  private:
-  int64_t n_;
-  std::vector<PackedMatrix<T>> gates_;
+  struct Run {
+    int64_t slot;
+    bool add;
+    PackedMatrix<T> pack;
+  };
+  int64_t n_, slots_;
+  std::vector<Run> runs_;
 };
+
+// The slots of a cell's gates: its input projection's, in order, and its hidden
+// product's (Cell::kHiddenSlots).
+inline std::vector<int64_t> InOrder(int64_t gates) {
+  std::vector<int64_t> slots(gates);
+  for (int64_t g = 0; g < gates; ++g) slots[g] = g;
+  return slots;
+}
+
+template <typename Cell>
+std::vector<int64_t> HiddenSlots() {
+  return std::vector<int64_t>(std::begin(Cell::kHiddenSlots), std::end(Cell::kHiddenSlots));
+}
 
 template <typename T>
 void Tanh(int64_t n, const T* a, T* r) {
@@ -470,7 +504,8 @@ void NewStates(int64_t n, int64_t m, int64_t H, const T* a, const T* tanh_c, con
 // 4H), k_c and f (T, B, H), or null.
 template <typename T>
 struct LstmCell {
-  static constexpr int64_t kGates = 4;
+  static constexpr int64_t kGates = 4, kSlots = 4;
+  static constexpr int64_t kHiddenSlots[] = {0, 1, 2, 3};
   int64_t B, H;
   const T* c0;
   T *c_last, *k, *k_c, *f;
@@ -509,7 +544,8 @@ enum class Activation : int64_t { kTanh = 0, kRelu = 1, kSigmoid = 2 };
 // 1/2 as for the LSTM's gates. A row past its length keeps its h and outputs zeros.
 template <typename T>
 struct ElmanCell {
-  static constexpr int64_t kGates = 1;
+  static constexpr int64_t kGates = 1, kSlots = 1;
+  static constexpr int64_t kHiddenSlots[] = {0};
   int64_t H;
   Activation activation;
 
@@ -552,6 +588,89 @@ struct ElmanCell {
   void Finish(const State&, int64_t, int64_t, int64_t, int64_t) const {}
 };
 
+// What a GRU step (the reset gate after the matmul, PyTorch's) does after its
+// matmuls, from a = [x_r + h_r, x_z + h_z, x_n, h_n] (slots of n; h_· = h_{t-1}
+// W_h·) and the bias [b_r, b_z, b_n, b_hn]: r = σ(a_r), z = σ(a_z), n = tanh(x_n +
+// b_n + r (h_n + b_hn)), h = n + z (h_prev - n), σ(a) = tanh(a/2)/2 + 1/2. A row
+// past its length keeps its h and outputs zeros. For a differentiated pass (q_r
+// not null) the backward pass's factors (fused.py's _gru_grad_factors), each (T,
+// B, H): with k_n = (1 - z) tanh'(n), q_r = k_n (h_n + b_hn) σ'(r), q_z = (h_prev -
+// n) σ'(z), q_hn = k_n r, and z itself.
+template <typename T>
+struct GruCell {
+  static constexpr int64_t kGates = 3, kSlots = 4;
+  static constexpr int64_t kHiddenSlots[] = {0, 1, 3};
+  int64_t B, H;
+  T *q_r, *q_z, *q_hn, *k_n, *z_out;
+
+  struct State {
+    std::vector<T> rz, n;  // (rows, 2n) and (rows, n): the arguments of the step's two tanh
+  };
+
+  State Start(int64_t, int64_t rows, int64_t, int64_t n) const {
+    return {std::vector<T>(rows * 2 * n), std::vector<T>(rows * n)};
+  }
+
+  void Step(State& state, int64_t t, int64_t r0, int64_t rows, int64_t u0, int64_t n, T* a,
+            const T* bias, const bool* valid, const T* h_prev, T* h, T* y) const {
+    const T* __restrict b = bias;
+    for (int64_t r = 0; r < rows; ++r) {  // σ's arguments a/2
+      const T* __restrict row = a + r * 4 * n;
+      T* __restrict rz = state.rz.data() + r * 2 * n;
+      for (int64_t u = 0; u < 2 * n; ++u) rz[u] = (row[u] + b[u]) * T(0.5);
+    }
+    Tanh<T>(rows * 2 * n, state.rz.data(), state.rz.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      T* __restrict row = a + r * 4 * n;
+      const T* __restrict rg = state.rz.data() + r * 2 * n;
+      T* __restrict arg = state.n.data() + r * n;
+      for (int64_t u = 0; u < n; ++u) {
+        const T h_n = row[3 * n + u] + b[3 * n + u];
+        row[3 * n + u] = h_n;
+        arg[u] = row[2 * n + u] + b[2 * n + u] + (rg[u] * T(0.5) + T(0.5)) * h_n;
+      }
+    }
+    Tanh<T>(rows * n, state.n.data(), state.n.data());
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* __restrict rz = state.rz.data() + r * 2 * n;
+      const T* __restrict nr = state.n.data() + r * n;
+      const T* hp = h_prev + r * H;  // may be h itself (the cut by rows): no __restrict
+      if (q_r != nullptr) {
+        const T* __restrict h_n = a + r * 4 * n + 3 * n;
+        const int64_t at = (t * B + r0 + r) * H + u0;
+        T* __restrict qr = q_r + at;
+        T* __restrict qz = q_z + at;
+        T* __restrict qhn = q_hn + at;
+        T* __restrict kn = k_n + at;
+        T* __restrict zr = z_out + at;
+        for (int64_t u = 0; u < n; ++u) {
+          const T rg = rz[u] * T(0.5) + T(0.5), zg = rz[n + u] * T(0.5) + T(0.5);
+          const T k = (T(1) - zg) * (T(1) - nr[u] * nr[u]);
+          qr[u] = k * h_n[u] * (rg * (T(1) - rg));
+          qz[u] = (hp[u] - nr[u]) * (zg * (T(1) - zg));
+          qhn[u] = k * rg;
+          kn[u] = k;
+          zr[u] = zg;
+        }
+      }
+      T* hr = h + r * H;
+      T* yr = y + r * H;
+      if (valid != nullptr && !valid[r]) {
+        if (h_prev != h) std::copy(hp, hp + n, hr);
+        std::fill(yr, yr + n, T(0));
+        continue;
+      }
+      for (int64_t u = 0; u < n; ++u) {
+        const T zg = rz[n + u] * T(0.5) + T(0.5);
+        hr[u] = nr[u] + zg * (hp[u] - nr[u]);
+      }
+      std::copy(hr, hr + n, yr);
+    }
+  }
+
+  void Finish(const State&, int64_t, int64_t, int64_t, int64_t) const {}
+};
+
 // A cell's forward pass (see Forward) cut by rows: the rows of the batch are
 // independent sequences, so each thread runs every step for a band of rows of its
 // own, with no synchronisation between steps: per step two matmuls into the gates,
@@ -563,21 +682,24 @@ template <typename T, typename Cell>
 void ForwardByRows(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, int64_t B, int64_t I,
                    int64_t H, const T* xs, const T* w_ih, const T* w_hh, const T* bias,
                    const T* h0, const bool* valid, bool reverse, T* ys, T* h_last) {
-  const int64_t G = Cell::kGates * H;
+  constexpr int64_t gates = Cell::kGates, slots = Cell::kSlots;
   const int64_t bands = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), B));
   ParallelFor(pool, bands, [&](int64_t band) {
     const int64_t r0 = B * band / bands, n = B * (band + 1) / bands - r0;
     if (n == 0) return;
-    std::vector<T> a(n * G), h(h0 + r0 * H, h0 + (r0 + n) * H);
+    std::vector<T> a(n * slots * H), h(h0 + r0 * H, h0 + (r0 + n) * H);
     typename Cell::State state = cell.Start(r0, n, 0, H);
     // Packed once for all steps; no input matrix when I is 0 (a BLAS rejects k = 0).
-    std::unique_ptr<PackedMatrix<T>> w_x;
-    if (I > 0) w_x = std::make_unique<PackedMatrix<T>>(n, G, I, w_ih);
-    const PackedMatrix<T> w_h(n, G, H, w_hh);
+    std::unique_ptr<GateBand<T>> w_x;
+    if (I > 0) {
+      w_x = std::make_unique<GateBand<T>>(n, I, H, 0, H, gates, w_ih, InOrder(gates), slots, 0);
+    }
+    const GateBand<T> w_h(n, H, H, 0, H, gates, w_hh, HiddenSlots<Cell>(), slots,
+                          I > 0 ? gates : 0);
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
-      if (w_x) w_x->Multiply(xs + (t * B + r0) * I, a.data(), T(0));
-      w_h.Multiply(h.data(), a.data(), w_x ? T(1) : T(0));
+      if (w_x) w_x->Multiply(xs + (t * B + r0) * I, a.data());
+      w_h.Multiply(h.data(), a.data());
       cell.Step(state, t, r0, n, 0, H, a.data(), bias,
                 valid == nullptr ? nullptr : valid + t * B + r0, h.data(), h.data(),
                 ys + (t * B + r0) * H);
@@ -695,20 +817,20 @@ void ForwardByColumns(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, in
                       int64_t I, int64_t H, const T* xs, const T* w_ih, const T* w_hh,
                       const T* bias, const T* h0, const bool* valid, bool reverse, T* ys,
                       T* h_last) {
-  constexpr int64_t gates = Cell::kGates;
+  constexpr int64_t gates = Cell::kGates, slots = Cell::kSlots;
   const int64_t G = gates * H, count = ColumnBands(pool, B, H, G);
   struct ColumnBand {
     int64_t u0, u1;
     std::unique_ptr<GateBand<T>> w_h, w_x;  // the latter for whole chunks
     std::vector<T> bias;
     typename Cell::State state;
-    Scratch<T> projected;  // (2, chunk, B, gates n): a step's rows become its gates in place
+    Scratch<T> projected;  // (2, chunk, B, slots n): a step's rows become its gates in place
   };
   std::vector<ColumnBand> bands(count);
   for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
   std::vector<T> states(2 * B * H);  // (2, B, H): h before and after a step
   std::copy(h0, h0 + B * H, states.begin());
-  const int64_t widest = gates * (bands.back().u1 - bands.back().u0);  // the last band's
+  const int64_t widest = slots * (bands.back().u1 - bands.back().u0);  // the last band's
   const int64_t chunk =
       I > 0 ? std::clamp<int64_t>(kChunkBytes / static_cast<int64_t>(B * widest * sizeof(T)), 1,
                                   steps)
@@ -724,16 +846,16 @@ void ForwardByColumns(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, in
   // The inputs of chunk q, projected onto band j's columns.
   auto project = [&](int64_t q, int64_t j) {
     ColumnBand& band = bands[j];
-    const int64_t u0 = band.u0, n = band.u1 - u0, Gb = gates * n;
+    const int64_t u0 = band.u0, n = band.u1 - u0, Sb = slots * n;
     const int64_t length = std::min(chunk, steps - q * chunk);
     const T* x = xs + first_time(q) * B * I;
-    T* out = band.projected.data() + (q % 2) * chunk * B * Gb;
+    T* out = band.projected.data() + (q % 2) * chunk * B * Sb;
     if (length == chunk && band.w_x) {
-      band.w_x->Multiply(x, out, T(0));
+      band.w_x->Multiply(x, out);
     } else {
       for (int64_t g = 0; g < gates; ++g) {
         CallGemm<T>(kNoTrans, kNoTrans, length * B, n, I, x, I, w_ih + g * H + u0, G, out + g * n,
-                    Gb);
+                    Sb);
       }
     }
     chunk_state[q * count + j].store(2, std::memory_order_release);
@@ -759,14 +881,16 @@ void ForwardByColumns(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, in
       pool, count, -1, steps - 1,
       [&](int64_t s, int64_t j) {
         ColumnBand& band = bands[j];
-        const int64_t u0 = band.u0, n = band.u1 - u0, Gb = gates * n;
+        const int64_t u0 = band.u0, n = band.u1 - u0, Sb = slots * n;
         if (s < 0) {  // this band's columns of the weights and the bias, and its cells
-          band.w_h = std::make_unique<GateBand<T>>(B, H, H, u0, n, gates, w_hh);
+          band.w_h = std::make_unique<GateBand<T>>(B, H, H, u0, n, gates, w_hh,
+                                                   HiddenSlots<Cell>(), slots, I > 0 ? gates : 0);
           if (I > 0 && chunk < steps) {
-            band.w_x = std::make_unique<GateBand<T>>(chunk * B, I, H, u0, n, gates, w_ih);
+            band.w_x = std::make_unique<GateBand<T>>(chunk * B, I, H, u0, n, gates, w_ih,
+                                                     InOrder(gates), slots, 0);
           }
-          band.projected = Scratch<T>(2 * chunk * B * Gb);
-          for (int64_t g = 0; g < gates; ++g) {
+          band.projected = Scratch<T>(2 * chunk * B * Sb);
+          for (int64_t g = 0; g < slots; ++g) {
             band.bias.insert(band.bias.end(), bias + g * H + u0, bias + g * H + u0 + n);
           }
           band.state = cell.Start(0, B, u0, n);
@@ -784,11 +908,11 @@ void ForwardByColumns(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, in
 #endif
             }
           }
-          a += ((q % 2) * chunk + t - first_time(q)) * B * Gb;
+          a += ((q % 2) * chunk + t - first_time(q)) * B * Sb;
         }
         const T* h_prev = states.data() + (s % 2) * B * H;
         T* h_next = states.data() + ((s + 1) % 2) * B * H;
-        band.w_h->Multiply(h_prev, a, I > 0 ? T(1) : T(0));
+        band.w_h->Multiply(h_prev, a);
         cell.Step(band.state, t, 0, B, u0, n, a, band.bias.data(),
                   valid == nullptr ? nullptr : valid + t * B, h_prev + u0, h_next + u0,
                   ys + t * B * H + u0);
@@ -906,6 +1030,79 @@ void LstmBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, co
   }
 }
 
+// The GRU's backward loop (the reset gate after the matmul), what fused.py's
+// reverse scan computes, from the forward pass's factors (GruCell): with dh the
+// gradient w.r.t. a step's new state (d_y + the step after's), the gradients
+// w.r.t. the gates' inputs d_r = dh q_r, d_z = dh q_z, d_n = dh k_n and w.r.t.
+// h_{t-1} W_hn + b_hn d_hn = dh q_hn, each written over its factor, and w.r.t. the
+// state before the step dh_prev = dh z + [d_r d_z d_hn] W_hhᵀ; past a sequence's
+// length the four are 0 and dh passes through. Cut by columns like LstmBackward:
+// band j owns hidden units [u0, u1) and w_hh's rows [u0, u1) of each gate,
+// transposed and packed once.
+template <typename T>
+void GruBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, const T* w_hh,
+                 const T* z, const T* d_ys, const bool* valid, bool reverse, const T* dh_last,
+                 T* d_r, T* d_z, T* d_hn, T* d_n, T* dh_first) {
+  const int64_t count = ColumnBands(pool, B, H, 3 * H);
+  T* const d_rec[3] = {d_r, d_z, d_hn};  // the products' left-hand sides, w_hh's gate order
+  struct RowBand {
+    int64_t u0, u1;
+    std::vector<PackedMatrix<T>> w;  // per gate, w_hh's block's rows [u0, u1) transposed
+    std::vector<T> dh_next;          // (B, u1 - u0): dh z, then dh_prev
+  };
+  std::vector<RowBand> bands(count);
+  for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
+  auto time = [&](int64_t s) { return reverse ? s : steps - 1 - s; };
+
+  RunBandsInSteps(pool, count, -1, steps, [&](int64_t s, int64_t j) {
+    RowBand& band = bands[j];
+    const int64_t u0 = band.u0, n = band.u1 - u0;
+    if (s < 0) {
+      for (int64_t g = 0; g < 3; ++g) {
+        band.w.emplace_back(B, n, H, w_hh + u0 * 3 * H + g * H, 3 * H, /*transposed=*/true);
+      }
+      band.dh_next.resize(B * n);
+      CopyRows<T>(B, n, dh_last + u0, H, band.dh_next.data(), n);
+      return;
+    }
+    if (s > 0) {  // dh_prev of step s - 1: its dh z (or dh) plus the products
+      const int64_t t = time(s - 1);
+      for (int64_t g = 0; g < 3; ++g) {
+        band.w[g].Multiply(d_rec[g] + t * B * H, band.dh_next.data(), T(1));
+      }
+    }
+    if (s == steps) return;
+    const int64_t t = time(s);
+    for (int64_t r = 0; r < B; ++r) {
+      const int64_t at = (t * B + r) * H + u0;
+      const T* __restrict d_y = d_ys + at;
+      const T* __restrict zr = z + at;
+      T* __restrict dh = band.dh_next.data() + r * n;
+      T* __restrict dr = d_r + at;
+      T* __restrict dz = d_z + at;
+      T* __restrict dhn = d_hn + at;
+      T* __restrict dn = d_n + at;
+      if (valid != nullptr && !valid[t * B + r]) {  // no gradients; dh passes through
+        for (int64_t u = 0; u < n; ++u) dh[u] += d_y[u];
+        for (T* d : {dr, dz, dhn, dn}) std::fill(d, d + n, T(0));
+        continue;
+      }
+      for (int64_t u = 0; u < n; ++u) {
+        const T dh_u = d_y[u] + dh[u];
+        dr[u] *= dh_u;
+        dz[u] *= dh_u;
+        dhn[u] *= dh_u;
+        dn[u] *= dh_u;
+        dh[u] = dh_u * zr[u];
+      }
+    }
+  });
+  for (const RowBand& band : bands) {
+    const int64_t n = band.u1 - band.u0;
+    CopyRows<T>(B, n, band.dh_next.data(), n, dh_first + band.u0, H);
+  }
+}
+
 ffi::Error LstmGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer k,
                     ffi::AnyBuffer k_c, ffi::AnyBuffer f, ffi::AnyBuffer d_ys,
                     ffi::AnyBuffer valid, ffi::AnyBuffer dh_last, ffi::AnyBuffer dc_last,
@@ -939,20 +1136,21 @@ ffi::Error LstmGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer k,
 }
 
 // The operands every forward kernel takes: xs (T, B, I), w_ih (I, gates H), w_hh
-// (H, gates H), the bias (gates H), h0 (B, H), valid (T, B) bools if has_valid.
+// (H, gates H), the bias (slots H), h0 (B, H), valid (T, B) bools if has_valid.
 struct ForwardOperands {
   ffi::AnyBuffer xs, w_ih, w_hh, bias, h0, valid;
   bool has_valid;
   int64_t steps = 0, B = 0, I = 0, H = 0;
 
-  // Reads T, B, I and H; false if the shapes do not match each other.
-  bool Check(int64_t gates) {
+  // Reads T, B, I and H; false if the shapes do not match each other (the bias has
+  // `slots` H: the GRU's b_hn as well).
+  bool Check(int64_t gates, int64_t slots) {
     auto xd = xs.dimensions(), hd = h0.dimensions(), id = w_ih.dimensions();
     auto wd = w_hh.dimensions();
     if (xd.size() != 3 || hd.size() != 2 || id.size() != 2 || wd.size() != 2) return false;
     steps = xd[0], B = xd[1], I = xd[2], H = hd[1];
     return hd[0] == B && id[0] == I && id[1] == gates * H && wd[0] == H && wd[1] == gates * H &&
-           static_cast<int64_t>(bias.element_count()) == gates * H &&
+           static_cast<int64_t>(bias.element_count()) == slots * H &&
            (!has_valid || (static_cast<int64_t>(valid.element_count()) == steps * B &&
                            valid.element_type() == ffi::DataType::PRED));
   }
@@ -979,7 +1177,7 @@ ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ff
                 ffi::Result<ffi::AnyBuffer> k_c, ffi::Result<ffi::AnyBuffer> f, bool reverse,
                 bool has_valid) {
   ForwardOperands in{xs, w_ih, w_hh, bias, h0, valid, has_valid};
-  if (!in.Check(4)) return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: shapes do not match");
+  if (!in.Check(4, 4)) return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: shapes do not match");
   const int64_t steps = in.steps, B = in.B, H = in.H;
   const int64_t factors = k->element_count(), per_step = steps * B * H;
   auto cd = c0.dimensions();
@@ -1005,7 +1203,7 @@ ffi::Error Elman(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih,
                  ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> h_out, bool reverse,
                  bool has_valid, int64_t activation) {
   ForwardOperands in{xs, w_ih, w_hh, bias, h0, valid, has_valid};
-  if (!in.Check(1)) return ffi::Error::InvalidArgument("jaxrnn_blas_elman: shapes do not match");
+  if (!in.Check(1, 1)) return ffi::Error::InvalidArgument("jaxrnn_blas_elman: shapes do not match");
   if (activation < 0 || activation > static_cast<int64_t>(Activation::kSigmoid)) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_elman: activation 0 (tanh), 1 (relu) or 2");
   }
@@ -1013,6 +1211,67 @@ ffi::Error Elman(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih,
     return ElmanCell<decltype(zero)>{in.H, static_cast<Activation>(activation)};
   };
   return in.Run(pool, "jaxrnn_blas_elman", reverse, make_cell, ys, h_out);
+}
+
+// jaxrnn_blas_gru: a GRU's forward pass (the reset gate after the matmul) over a
+// whole sequence, and for a training pass the backward pass's factors.
+ffi::Error Gru(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ffi::AnyBuffer w_hh,
+               ffi::AnyBuffer bias, ffi::AnyBuffer h0, ffi::AnyBuffer valid,
+               ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> h_out,
+               ffi::Result<ffi::AnyBuffer> q_r, ffi::Result<ffi::AnyBuffer> q_z,
+               ffi::Result<ffi::AnyBuffer> q_hn, ffi::Result<ffi::AnyBuffer> k_n,
+               ffi::Result<ffi::AnyBuffer> z, bool reverse, bool has_valid) {
+  ForwardOperands in{xs, w_ih, w_hh, bias, h0, valid, has_valid};
+  if (!in.Check(3, 4)) return ffi::Error::InvalidArgument("jaxrnn_blas_gru: shapes do not match");
+  const int64_t factors = q_r->element_count(), per_step = in.steps * in.B * in.H;
+  for (auto* out : {&q_r, &q_z, &q_hn, &k_n, &z}) {
+    const int64_t size = (*out)->element_count();
+    if (size != factors || (factors != 0 && size != per_step)) {
+      return ffi::Error::InvalidArgument("jaxrnn_blas_gru: shapes do not match");
+    }
+  }
+  auto make_cell = [&](auto zero) {
+    using T = decltype(zero);
+    auto data = [&](auto& buffer) { return factors ? buffer->template typed_data<T>() : nullptr; };
+    return GruCell<T>{in.B, in.H, data(q_r), data(q_z), data(q_hn), data(k_n), data(z)};
+  };
+  return in.Run(pool, "jaxrnn_blas_gru", reverse, make_cell, ys, h_out);
+}
+
+ffi::Error GruGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer q_r,
+                   ffi::AnyBuffer q_z, ffi::AnyBuffer q_hn, ffi::AnyBuffer k_n, ffi::AnyBuffer z,
+                   ffi::AnyBuffer d_ys, ffi::AnyBuffer valid, ffi::AnyBuffer dh_last,
+                   ffi::Result<ffi::AnyBuffer> d_r, ffi::Result<ffi::AnyBuffer> d_z,
+                   ffi::Result<ffi::AnyBuffer> d_hn, ffi::Result<ffi::AnyBuffer> d_n,
+                   ffi::Result<ffi::AnyBuffer> dh_first, bool reverse, bool has_valid) {
+  auto zd = z.dimensions(), wd = w_hh.dimensions();
+  if (zd.size() != 3 || wd.size() != 2 || zd[2] != wd[0] || wd[1] != 3 * wd[0]) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_gru_grad: z (T, B, H), w_hh (H, 3H)");
+  }
+  const int64_t steps = zd[0], B = zd[1], H = wd[0], per_step = steps * B * H;
+  bool match = static_cast<int64_t>(dh_last.element_count()) == B * H &&
+               (!has_valid || (static_cast<int64_t>(valid.element_count()) == steps * B &&
+                               valid.element_type() == ffi::DataType::PRED));
+  for (const ffi::AnyBuffer* in : {&q_r, &q_z, &q_hn, &k_n, &d_ys}) {
+    match = match && static_cast<int64_t>(in->element_count()) == per_step;
+  }
+  if (!match) return ffi::Error::InvalidArgument("jaxrnn_blas_gru_grad: shapes do not match");
+  if (B == 0 || H == 0) return ffi::Error::Success();
+  const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
+  return ForFloatType(z.element_type(), "jaxrnn_blas_gru_grad", [&](auto zero) {
+    using T = decltype(zero);
+    const ffi::AnyBuffer* factors[] = {&q_r, &q_z, &q_hn, &k_n};
+    ffi::Result<ffi::AnyBuffer>* grads[] = {&d_r, &d_z, &d_hn, &d_n};
+    for (int g = 0; g < 4; ++g) {  // without the aliases: copies
+      const T* from = factors[g]->typed_data<T>();
+      T* to = (*grads[g])->typed_data<T>();
+      if (to != from) std::copy(from, from + per_step, to);
+    }
+    GruBackward<T>(pool, steps, B, H, w_hh.typed_data<T>(), z.typed_data<T>(),
+                   d_ys.typed_data<T>(), mask, reverse, dh_last.typed_data<T>(),
+                   d_r->typed_data<T>(), d_z->typed_data<T>(), d_hn->typed_data<T>(),
+                   d_n->typed_data<T>(), dh_first->typed_data<T>());
+  });
 }
 
 }  // namespace
@@ -1074,5 +1333,44 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_lstm_grad, LstmGrad,
                                   .Ret<ffi::AnyBuffer>()  // d_gates (T, B, 4H)
                                   .Ret<ffi::AnyBuffer>()  // dh_0 (B, H)
                                   .Ret<ffi::AnyBuffer>()  // dc_0 (B, H)
+                                  .Attr<bool>("reverse")
+                                  .Attr<bool>("has_valid"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_gru, Gru,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // xs (T, B, I)
+                                  .Arg<ffi::AnyBuffer>()  // w_ih (I, 3H)
+                                  .Arg<ffi::AnyBuffer>()  // w_hh (H, 3H)
+                                  .Arg<ffi::AnyBuffer>()  // [b_r b_z b_n b_hn] (4H,)
+                                  .Arg<ffi::AnyBuffer>()  // h0 (B, H)
+                                  .Arg<ffi::AnyBuffer>()  // valid (T, B) bool, if has_valid
+                                  .Ret<ffi::AnyBuffer>()  // ys (T, B, H)
+                                  .Ret<ffi::AnyBuffer>()  // h_T (B, H)
+                                  .Ret<ffi::AnyBuffer>()  // q_r (T, B, H), or empty
+                                  .Ret<ffi::AnyBuffer>()  // q_z (T, B, H), or empty
+                                  .Ret<ffi::AnyBuffer>()  // q_hn (T, B, H), or empty
+                                  .Ret<ffi::AnyBuffer>()  // k_n (T, B, H), or empty
+                                  .Ret<ffi::AnyBuffer>()  // z (T, B, H), or empty
+                                  .Attr<bool>("reverse")
+                                  .Attr<bool>("has_valid"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_gru_grad, GruGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // w_hh (H, 3H)
+                                  .Arg<ffi::AnyBuffer>()  // q_r (T, B, H), aliased to d_r
+                                  .Arg<ffi::AnyBuffer>()  // q_z, aliased to d_z
+                                  .Arg<ffi::AnyBuffer>()  // q_hn, aliased to d_hn
+                                  .Arg<ffi::AnyBuffer>()  // k_n, aliased to d_n
+                                  .Arg<ffi::AnyBuffer>()  // z (T, B, H)
+                                  .Arg<ffi::AnyBuffer>()  // d_ys (T, B, H), zero past lengths
+                                  .Arg<ffi::AnyBuffer>()  // valid (T, B) bool, if has_valid
+                                  .Arg<ffi::AnyBuffer>()  // dh_T (B, H)
+                                  .Ret<ffi::AnyBuffer>()  // d_r (T, B, H)
+                                  .Ret<ffi::AnyBuffer>()  // d_z
+                                  .Ret<ffi::AnyBuffer>()  // d_hn
+                                  .Ret<ffi::AnyBuffer>()  // d_n
+                                  .Ret<ffi::AnyBuffer>()  // dh_0 (B, H)
                                   .Attr<bool>("reverse")
                                   .Attr<bool>("has_valid"));
