@@ -411,6 +411,24 @@ def test_the_gru_kernels_in_the_training_pass_equal_the_scans(
 
 
 @needs_blas
+@pytest.mark.parametrize("H", [5, 160])
+def test_the_gru_forward_kernel_without_inputs(rng, H):
+    """With input size 0 the kernel projects nothing: the GRU's ``x_n``, which only
+    the projection writes, is zero (and not what the kept scratch memory held
+    from the call before, of the same size with inputs), by rows and by columns."""
+    cell, params, xs, h0, _ = _gru_problem(rng, 4, 33, H, False)
+    jax.jit(lambda p, x, h: jaxrnn.unroll(cell, p, x, h))(params, xs, h0)
+    params = params._replace(w_ih=jnp.zeros((0, 3 * H)))
+
+    def make_forward():
+        return lambda p, x, h: jaxrnn.unroll(cell, p, x, h)
+
+    _assert_the_kernel_equals_the_scan(
+        make_forward, "jaxrnn_blas_gru", params, jnp.zeros((4, 33, 0)), h0, rtol=1e-12
+    )
+
+
+@needs_blas
 def test_a_gru_with_the_reset_before_the_matmul_keeps_the_scans(rng):
     cell = jaxrnn.gru(4, reset_after=False)
     params = cell.init(jax.random.key(0), 3)

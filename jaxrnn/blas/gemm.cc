@@ -890,6 +890,9 @@ void ForwardByColumns(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, in
                                                      InOrder(gates), slots, 0);
           }
           band.projected = Scratch<T>(2 * chunk * B * Sb);
+          if (I == 0) {  // the slots only the projection writes (the GRU's x_n) stay zero
+            std::fill(band.projected.data(), band.projected.data() + 2 * chunk * B * Sb, T(0));
+          }
           for (int64_t g = 0; g < slots; ++g) {
             band.bias.insert(band.bias.end(), bias + g * H + u0, bias + g * H + u0 + n);
           }
