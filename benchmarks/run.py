@@ -94,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--compile-scaling",
         action="store_true",
-        help="also compile jaxrnn's and flax's LSTM training pass at several T",
+        help="also compile jaxrnn's and flax's LSTM, GRU and Elman training passes at several T",
     )
     parser.add_argument(
         "--tiny",
@@ -292,18 +292,31 @@ def run_workload(
     return records
 
 
-def compile_scaling(times: tuple[int, ...] = (25, 100, 400, 1600)) -> list[dict[str, Any]]:
-    """Compile seconds of the LSTM training pass (B=32, I=128, H=256) at several T."""
+# The cells whose one-layer training pass the compile-time sweep compiles.
+SCALING_CELLS = ("lstm", "gru", "elman")
+
+
+def compile_scaling(
+    times: tuple[int, ...] = (25, 100, 400, 1600), *, hidden: int = 256, inputs: int = 128
+) -> list[dict[str, Any]]:
+    """Compile seconds of each cell's one-layer training pass (B=32, I=128, H=256 by
+    default) at several T, jaxrnn's and flax's."""
     records = []
-    for t in times:
-        workload = Workload(f"lstm-T{t}", "lstm", t, 32, 128, 256)
-        data = workload.inputs()
-        for name in ("jaxrnn", "flax"):
-            if contenders_module.unavailable(name, workload, "cpu") is None:
-                bench = contenders_module.build(name, workload, data, "train")
-                records.append(
-                    {"compile_scaling": t, "contender": name, "compile_s": bench.compile_s}
-                )
+    for cell in SCALING_CELLS:
+        for t in times:
+            workload = Workload(f"{cell}-T{t}", cell, t, 32, inputs, hidden)
+            data = workload.inputs()
+            for name in ("jaxrnn", "flax"):
+                if contenders_module.unavailable(name, workload, "cpu") is None:
+                    bench = contenders_module.build(name, workload, data, "train")
+                    records.append(
+                        {
+                            "compile_scaling": t,
+                            "cell": cell,
+                            "contender": name,
+                            "compile_s": bench.compile_s,
+                        }
+                    )
     return records
 
 
@@ -422,15 +435,20 @@ def tables(
         steps = sorted({r["compile_scaling"] for r in scaling})
         lines += [
             "",
-            "Compile time of the LSTM training pass against T, s:",
+            "Compile time of a layer's training pass against T, s:",
             "",
-            "| contender | " + " | ".join(f"T={t}" for t in steps) + " |",
-            "|---|" + "---:|" * len(steps),
+            "| cell | contender | " + " | ".join(f"T={t}" for t in steps) + " |",
+            "|---|---|" + "---:|" * len(steps),
         ]
-        for name in dict.fromkeys(r["contender"] for r in scaling):
-            by_t = {r["compile_scaling"]: r["compile_s"] for r in scaling if r["contender"] == name}
-            cells = [f"{by_t[t]:.2f}" if t in by_t else "—" for t in steps]
-            lines.append(f"| {label[name]} | " + " | ".join(cells) + " |")
+        for cell in dict.fromkeys(r["cell"] for r in scaling):
+            for name in dict.fromkeys(r["contender"] for r in scaling if r["cell"] == cell):
+                by_t = {
+                    r["compile_scaling"]: r["compile_s"]
+                    for r in scaling
+                    if r["contender"] == name and r["cell"] == cell
+                }
+                cells = [f"{by_t[t]:.2f}" if t in by_t else "—" for t in steps]
+                lines.append(f"| {cell} | {label[name]} | " + " | ".join(cells) + " |")
     timed = [r for r in records if "median_ms" in r]
     shares = [r["others_cpu"] for r in timed if r.get("others_cpu") is not None]
     if shares and max(shares) > 0.02:
@@ -520,7 +538,10 @@ def run(args: argparse.Namespace) -> int:
                 workload, names, backend, args.repeats, args.warmup, args.quiet, args.max_wait
             )
             if workload is chosen[-1] and args.compile_scaling:
-                new += compile_scaling((5, 10) if args.tiny else (25, 100, 400, 1600))
+                if args.tiny:
+                    new += compile_scaling((5, 10), hidden=8, inputs=4)
+                else:
+                    new += compile_scaling()
             for record in new:
                 line = json.dumps({**record, "machine": info})
                 print(line, flush=True)

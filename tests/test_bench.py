@@ -46,6 +46,25 @@ def test_jaxrnn_bench_runs_a_tiny_training_step(tmp_path):
     }
 
 
+def test_the_compile_time_sweep_covers_each_cell(tmp_path):
+    jsonl, markdown = tmp_path / "sweep.jsonl", tmp_path / "sweep.md"
+    argv = ["bench", "elman", "--tiny", "--repeats", "1", "--warmup", "0", "--compile-scaling"]
+    argv += ["--contenders", "jaxrnn,flax", "--jsonl", str(jsonl), "--markdown", str(markdown)]
+    assert cli.main(argv) == 0
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    swept = {(r["cell"], r["contender"], r["compile_scaling"]) for r in records if "cell" in r}
+    assert swept == {
+        (cell, name, t)
+        for cell in ("lstm", "gru", "elman")
+        for name in ("jaxrnn", "flax")
+        for t in (5, 10)
+    }
+    assert all(r["compile_s"] > 0 for r in records if "cell" in r)
+    table = markdown.read_text()
+    assert "| cell | contender | T=5 | T=10 |" in table
+    assert "| gru | flax linen |" in table
+
+
 @pytest.mark.parametrize(("name", "onednn"), [("pytorch", True), ("pytorch-aten", False)])
 def test_pytorch_aten_contender_runs_with_onednn_off(name, onednn, monkeypatch):
     torch = pytest.importorskip("torch")
