@@ -30,12 +30,13 @@ float64); the fused path is faster because of where the work goes:
   for little time.
 
 - **oneMKL on a CPU** (``jaxrnn.blas``, where installed): every matmul in the
-  data's dtype is a custom call into oneMKL, and each of the LSTM's and the
-  GRU's (reset after the matmul) two loops is one custom call: the forward
-  loop with its input projection (and, under differentiation, the backward
-  pass's factors), the backward loop writing the gate gradients over the
-  factors; so is the Elman cell's forward loop (``tanh``, ``relu`` or the
-  sigmoid). A GRU with the reset before the matmul keeps its scans. Large
+  data's dtype is a custom call into oneMKL, and each of the two loops of the
+  LSTM, the GRU (reset after the matmul) and the Elman cell (``tanh``,
+  ``relu`` or the sigmoid) is one custom call: the forward loop with its input
+  projection (and, under differentiation, the backward pass's factors), the
+  backward loop writing the gate gradients over the factors (the Elman cell's
+  from its outputs). A GRU with the reset before the matmul, and an Elman
+  cell with another activation, keep their scans. Large
   steps are cut by columns (each thread owns a band of hidden units and its
   slice of the weights; the bands synchronise at every step), small ones by
   rows of the batch. Forward-mode derivatives of these calls (second-order
@@ -658,6 +659,54 @@ def _elman_loop(config: _Config, params: Any, xs: Array, carry: Array, valid: An
     return _kernel_or_scan(kernel, scan, params, xs, carry, valid)
 
 
+def _elman_backward_scan(config: _Config, w_hh_t, per_step, d_ys, valid, d_final):
+    """The Elman cell's backward loop as a reverse scan: ``(d_carry, d_pre)``, the
+    gradients w.r.t. the pre-activations of every step. ``per_step`` is the
+    activation's slope at each step where it follows from the outputs (``_SLOPES``),
+    else the pre-activations, differentiated step by step with ``jax.vjp``."""
+    activation = config.activation
+    from_outputs = activation in _SLOPES
+    zero = jnp.zeros((), d_ys.dtype)
+
+    def body(dh_next, inputs):
+        d_y, valid_t, row = inputs
+        dh = d_y + dh_next
+        d_pre = dh * row if from_outputs else jax.vjp(activation, row)[1](dh)[0]
+        d_pre = _mask(valid_t, d_pre, zero)
+        return _mask(valid_t, _mm(config, d_pre, w_hh_t), dh), d_pre
+
+    return _scan(config, body, d_final, (d_ys, valid, per_step), backward=True)
+
+
+def _elman_slope_scan(config: _Config, w_hh, ys, d_ys, valid, d_final):
+    """``_elman_backward_scan`` for an activation whose slope follows from the outputs
+    ``ys`` (``_SLOPES``)."""
+    slopes = _SLOPES[config.activation](ys)
+    return _elman_backward_scan(config, _weights(config, w_hh.T), slopes, d_ys, valid, d_final)
+
+
+def _elman_backward_loop(config: _Config, w_hh, ys, d_ys, valid, d_final):
+    """``_elman_slope_scan``; on a CPU with ``jaxrnn.blas``, one oneMKL custom call
+    (``blas._elman_backward``) for the whole loop."""
+    if not config.blas or config.activation not in _ELMAN_KERNEL_ACTIVATIONS:
+        return _elman_slope_scan(config, w_hh, ys, d_ys, valid, d_final)
+    scan = functools.partial(_elman_slope_scan, config._replace(blas=False))
+
+    def kernel(w_hh, ys, d_ys, valid, d_final):
+        d_pre, dh = blas._elman_backward(
+            w_hh,
+            ys,
+            d_ys,
+            valid,
+            d_final,
+            activation=_ELMAN_KERNEL_ACTIVATIONS[config.activation],
+            reverse=config.reverse,
+        )
+        return dh, d_pre
+
+    return _kernel_or_scan(kernel, scan, w_hh, ys, d_ys, valid, d_final)
+
+
 def _gru_loop(config: _Config, keep: str, params: Any, xs: Array, carry: Array, valid: Any):
     """``_forward`` of a GRU with the reset after the matmul, keeping ``"nothing"`` or
     ``"activations"`` (its backward pass's factors): on a CPU, the whole loop and its
@@ -800,26 +849,11 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
         )
 
     if kind == "elman":
-        activation = config.activation
-        if activation in _SLOPES:
-            per_step = _SLOPES[activation](ys)
-
-            def grad_pre(dh, row):
-                return dh * row
-
+        if config.activation in _SLOPES:
+            d_carry, d_gates = _elman_backward_loop(config, params.w_hh, ys, d_ys, valid, d_final)
         else:
-            (per_step,) = acts  # the pre-activations
-
-            def grad_pre(dh, row):
-                return jax.vjp(activation, row)[1](dh)[0]
-
-        def body(dh_next, inputs):
-            d_y, valid_t, row = inputs
-            dh = d_y + dh_next
-            d_pre = masked(valid_t, grad_pre(dh, row))
-            return _mask(valid_t, _mm(config, d_pre, w_hh_t), dh), d_pre
-
-        d_carry, d_gates = _scan(config, body, d_final, (d_ys, valid, per_step), backward=True)
+            (pre,) = acts  # the pre-activations
+            d_carry, d_gates = _elman_backward_scan(config, w_hh_t, pre, d_ys, valid, d_final)
 
     elif kind == "lstm":
         if config.remat:

@@ -206,10 +206,8 @@ def test_the_fused_path_uses_it_and_agrees_with_xlas_dot(rng, make_cell):
         return jax.grad(loss, argnums=(0, 1))
 
     # The projection, the steps of both loops, and the weight and input gradients;
-    # the LSTM's and GRU's loops, their projections included, are one call each
-    # (the GRU's gradients after the loop are products per gate: 3 x 3), and so
-    # is the Elman cell's forward loop (its backward loop, one product a step, a
-    # scan).
+    # each cell's two loops, the forward loop's projection included, are one call
+    # each (the GRU's gradients after the loop are products per gate: 3 x 3).
     text = lowered_text(make_grad(), params, xs)
     if make_cell is jaxrnn.lstm:
         assert text.count("@jaxrnn_blas_lstm(") == 1
@@ -217,7 +215,8 @@ def test_the_fused_path_uses_it_and_agrees_with_xlas_dot(rng, make_cell):
         assert text.count("@jaxrnn_blas_gemm(") == 3
     elif make_cell is jaxrnn.elman:
         assert text.count("@jaxrnn_blas_elman(") == 1
-        assert text.count("@jaxrnn_blas_gemm(") == 4
+        assert text.count("@jaxrnn_blas_elman_grad(") == 1
+        assert text.count("@jaxrnn_blas_gemm(") == 3
     else:
         assert text.count("@jaxrnn_blas_gru(") == 1
         assert text.count("@jaxrnn_blas_gru_grad(") == 1
@@ -333,21 +332,28 @@ def test_the_elman_forward_kernel_equals_the_scan(rng, T, B, H, activation, reve
 
 
 @needs_blas
-@pytest.mark.parametrize(("T", "B", "H"), [(6, 5, 3), (12, 33, 256)])
-def test_the_elman_kernel_in_the_training_pass_equals_the_scan(rng, T, B, H):
-    """A training pass runs the same forward kernel (the backward pass needs only
-    the outputs): gradients w.r.t. the parameters, the inputs and the initial
-    state equal those with XLA's dot and the scan, in float64."""
-    cell, params, xs, h0, lengths = _elman_problem(rng, T, B, H, jnp.tanh, True)
+@pytest.mark.parametrize(("reverse", "with_lengths"), [(False, False), (True, True)])
+@pytest.mark.parametrize("activation", [jnp.tanh, jax.nn.relu, jax.nn.sigmoid])
+@pytest.mark.parametrize(("T", "B", "H"), [(6, 5, 3), (12, 33, 200), (7, 33, 300)])
+def test_the_elman_kernels_in_the_training_pass_equal_the_scans(
+    rng, T, B, H, activation, reverse, with_lengths
+):
+    """A training pass runs the same forward kernel and the backward loop as a second
+    call (its slope from the outputs), for each activation: gradients w.r.t. the
+    parameters, the inputs and the initial state equal those with XLA's dot and
+    the scans, in float64. The backward loop cuts the first two sizes by rows
+    (``w_hh`` below 512 KiB) and the last by columns (two bands)."""
+    cell, params, xs, h0, lengths = _elman_problem(rng, T, B, H, activation, with_lengths)
     weights = jnp.asarray(rng.standard_normal((T, B, H)))
 
     def make_grad():
         def loss(params, xs, h0):
-            final, ys = jaxrnn.unroll(cell, params, xs, h0, seq_lengths=lengths, reverse=True)
+            final, ys = jaxrnn.unroll(cell, params, xs, h0, seq_lengths=lengths, reverse=reverse)
             return jnp.sum(weights * ys) + jnp.sum(jnp.sin(final))
 
         return jax.grad(loss, argnums=(0, 1, 2))
 
+    assert "@jaxrnn_blas_elman_grad(" in lowered_text(make_grad(), params, xs, h0)
     _assert_the_kernel_equals_the_scan(make_grad, "jaxrnn_blas_elman", params, xs, h0, rtol=1e-10)
 
 
@@ -449,6 +455,9 @@ def test_an_elman_cell_with_another_activation_keeps_the_scan(rng):
     assert "@jaxrnn_blas_gemm(" in text
     with pytest.raises(ValueError, match=r"activation must be one of .*got 'sin'"):
         blas._elman_forward(xs, params.w_ih, params.w_hh, None, jnp.zeros((2, 4)), activation="sin")
+    ys = jnp.zeros((5, 2, 4))
+    with pytest.raises(ValueError, match=r"_elman_backward: activation must be one of"):
+        blas._elman_backward(params.w_hh, ys, ys, None, jnp.zeros((2, 4)), activation="sin")
 
 
 @needs_blas
@@ -493,11 +502,14 @@ def test_the_lstm_forward_kernel_under_vmap_and_without_bias(rng):
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
 
 
-def test_the_elman_kernel_says_when_it_is_switched_off():
+def test_the_elman_kernels_say_when_they_are_switched_off():
     with blas.use(False), pytest.raises(RuntimeError, match="_elman_forward needs the oneMKL"):
         blas._elman_forward(
             jnp.ones((2, 1, 3)), jnp.ones((3, 1)), jnp.ones((1, 1)), None, jnp.ones((1, 1))
         )
+    ys = jnp.ones((2, 1, 1))
+    with blas.use(False), pytest.raises(RuntimeError, match="_elman_backward needs the oneMKL"):
+        blas._elman_backward(jnp.ones((1, 1)), ys, ys, None, jnp.ones((1, 1)))
 
 
 def test_the_gru_kernels_say_when_they_are_switched_off():

@@ -16,10 +16,11 @@ call it instead:
   competes with XLA's for the cores.
 - It lowers to the custom call on CPUs only; on other platforms, for other
   dtypes, or when oneMKL or a compiler is missing, it is ``lax.dot_general``.
-- The same library holds the LSTM's and the GRU's two loops and the Elman
-  cell's forward loop as custom calls of their own (``_lstm_forward``,
-  ``_lstm_backward``, ``_gru_forward``, ``_gru_backward``, ``_elman_forward``;
-  private: ``jaxrnn.fused`` calls them with checked arguments), so that a
+- The same library holds the two loops of the LSTM, the GRU and the Elman
+  cell as custom calls of their own (``_lstm_forward``, ``_lstm_backward``,
+  ``_gru_forward``, ``_gru_backward``, ``_elman_forward``,
+  ``_elman_backward``; private: ``jaxrnn.fused`` calls them with checked
+  arguments), so that a
   step's matmul, gates and synchronisation run without a return to XLA
   between steps. Their scratch memory (packed weights, projected
   inputs) is kept from call to call, up to 256 MiB, instead of being mapped
@@ -60,6 +61,7 @@ _TARGET = "jaxrnn_blas_gemm"
 _LSTM_TARGET = "jaxrnn_blas_lstm"
 _LSTM_GRAD_TARGET = "jaxrnn_blas_lstm_grad"
 _ELMAN_TARGET = "jaxrnn_blas_elman"
+_ELMAN_GRAD_TARGET = "jaxrnn_blas_elman_grad"
 _GRU_TARGET = "jaxrnn_blas_gru"
 _GRU_GRAD_TARGET = "jaxrnn_blas_gru_grad"
 # The Elman activations the kernel computes, by name: its ``activation`` attribute.
@@ -200,8 +202,8 @@ def _load() -> _Loaded:
             str(_compile(ffi.include_dir(), mkl)), mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND
         )
         _self_test(library.cblas_sgemm, library.cblas_dgemm)
-        targets = (_TARGET, _LSTM_TARGET, _LSTM_GRAD_TARGET, _ELMAN_TARGET, _GRU_TARGET)
-        for target in (*targets, _GRU_GRAD_TARGET):
+        targets = (_TARGET, _LSTM_TARGET, _LSTM_GRAD_TARGET, _ELMAN_TARGET, _ELMAN_GRAD_TARGET)
+        for target in (*targets, _GRU_TARGET, _GRU_GRAD_TARGET):
             handler = ffi.pycapsule(getattr(library, target))
             ffi.register_ffi_target(target, handler, platform="cpu")
     except Exception as error:  # any failure leaves XLA's dot in place, with the reason
@@ -547,14 +549,14 @@ def _elman_forward(
     r"""An Elman cell over a whole sequence, forward only, as one custom call (CPU, oneMKL).
 
     :math:`h_t = \phi(x_t W_{ih} + h_{t-1} W_{hh} + b)` with :math:`\phi` ``tanh``,
-    ``relu`` or ``sigmoid`` (computed as :math:`	anh(a/2)/2 + 1/2`). Where
+    ``relu`` or ``sigmoid`` (computed as :math:`\tanh(a/2)/2 + 1/2`). Where
     ``valid[t, r]`` is false, sequence ``r`` keeps its state and its output is
     zero. The loop of ``_lstm_forward``, with one gate: cut by columns (hidden
     units) or by rows (the batch) among XLA's threads, the input projection in
     chunks of steps inside the call. Not differentiable itself: ``jaxrnn.fused``
     calls it, with checked arguments, for its forward passes (the backward pass
-    of an Elman cell with these activations needs only the outputs), on CPUs
-    with the custom call (``active()``) only.
+    of an Elman cell with these activations needs only the outputs:
+    ``_elman_backward``), on CPUs with the custom call (``active()``) only.
 
     Args:
       xs: ``(T, B, I)``, float32 or float64.
@@ -571,11 +573,7 @@ def _elman_forward(
     """
     if not active():
         raise RuntimeError(f"_elman_forward needs the oneMKL custom call: {status()}")
-    if activation not in _ELMAN_ACTIVATIONS:
-        raise ValueError(
-            f"_elman_forward: activation must be one of {sorted(_ELMAN_ACTIVATIONS)}, "
-            f"got {activation!r}."
-        )
+    _check_elman_activation("_elman_forward", activation)
     steps, batch, _ = xs.shape
     hidden = w_hh.shape[0]
     b = jnp.zeros((hidden,), xs.dtype) if b is None else b
@@ -593,6 +591,65 @@ def _elman_forward(
         b,
         h0,
         valid,
+        reverse=bool(reverse),
+        has_valid=has_valid,
+        activation=np.int64(_ELMAN_ACTIVATIONS[activation]),
+    )
+
+
+def _check_elman_activation(call: str, activation: str) -> None:
+    if activation not in _ELMAN_ACTIVATIONS:
+        raise ValueError(
+            f"{call}: activation must be one of {sorted(_ELMAN_ACTIVATIONS)}, got {activation!r}."
+        )
+
+
+def _elman_backward(
+    w_hh: Array,
+    ys: Array,
+    d_ys: Array,
+    valid: Array | None,
+    dh: Array,
+    *,
+    activation: str = "tanh",
+    reverse: bool = False,
+) -> tuple[Array, Array]:
+    r"""An Elman cell's backward loop over a whole sequence as one custom call (CPU, oneMKL).
+
+    What ``jaxrnn.fused``'s reverse scan computes from the outputs ``ys`` (the
+    activation's slope follows from them), over the steps in the opposite order to
+    the forward pass's: with :math:`dh = d_{y_t} + dh_{t+1}` the gradient w.r.t.
+    a step's output, the gradient w.r.t. its pre-activation :math:`d_{pre} =
+    dh\,\phi'(y_t)` and w.r.t. the state before the step :math:`dh_t = d_{pre}
+    W_{hh}^\top`; past a sequence's length :math:`d_{pre} = 0` and :math:`dh`
+    passes through. Cut by columns (``w_hh`` of 512 KiB or more) like
+    ``_lstm_backward``, else by rows of the batch.
+
+    Args:
+      w_hh: ``(H, H)``.
+      ys: ``(T, B, H)``, the forward pass's outputs.
+      d_ys: ``(T, B, H)``, zero past the sequences' lengths.
+      valid: ``(T, B)`` bools, or ``None`` for all steps valid.
+      dh: ``(B, H)``, the gradient w.r.t. the final state.
+      activation: a key of ``_ELMAN_ACTIVATIONS``.
+      reverse: whether the forward pass ran from the last step to the first.
+
+    Returns:
+      ``(d_pre, dh_0)``: ``(T, B, H)``, ``(B, H)``.
+    """
+    if not active():
+        raise RuntimeError(f"_elman_backward needs the oneMKL custom call: {status()}")
+    _check_elman_activation("_elman_backward", activation)
+    has_valid = valid is not None
+    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    results = (jax.ShapeDtypeStruct(ys.shape, ys.dtype), jax.ShapeDtypeStruct(dh.shape, dh.dtype))
+    call = jax.ffi.ffi_call(_ELMAN_GRAD_TARGET, results, vmap_method="sequential")
+    return call(
+        w_hh,
+        ys,
+        d_ys,
+        valid,
+        dh,
         reverse=bool(reverse),
         has_valid=has_valid,
         activation=np.int64(_ELMAN_ACTIVATIONS[activation]),

@@ -5,8 +5,8 @@
 // - jaxrnn_blas_lstm: an LSTM's forward pass over a whole sequence, its input
 //   projection included, and for a training pass the backward pass's factors.
 // - jaxrnn_blas_lstm_grad: the LSTM's backward loop over a whole sequence.
-// - jaxrnn_blas_elman: an Elman cell's forward pass over a whole sequence, its
-//   input projection included.
+// - jaxrnn_blas_elman, jaxrnn_blas_elman_grad: an Elman cell's forward pass over
+//   a whole sequence, its input projection included, and its backward loop.
 // - jaxrnn_blas_gru, jaxrnn_blas_gru_grad: the GRU's (reset gate after the
 //   matmul) forward pass, with its factors for a training pass, and its
 //   backward loop.
@@ -1106,6 +1106,88 @@ void GruBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, con
   }
 }
 
+// The Elman cell's backward loop (an activation whose slope follows from its
+// output), what fused.py's reverse scan computes: with dh = d_y + the step after's
+// gradient w.r.t. h_t, the gradient w.r.t. the pre-activation d_pre = dh act'(y)
+// (tanh: 1 - y², the sigmoid: y (1 - y), relu: 1 where y > 0), written to d_pre,
+// and w.r.t. h_{t-1} d_pre W_hhᵀ; past a sequence's length d_pre = 0 and dh
+// passes through. Cut like the forward pass: by columns (band j owns hidden units
+// [u0, u1) and w_hh's rows [u0, u1), transposed and packed once; the bands
+// synchronise at every step) where w_hh is kColumnCutBytes or more, else by rows
+// of the batch, each thread running every step for its own rows.
+template <typename T>
+void ElmanBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, const T* w_hh,
+                   const T* ys, const T* d_ys, const bool* valid, bool reverse,
+                   Activation activation, const T* dh_last, T* d_pre, T* dh_first) {
+  auto time = [&](int64_t s) { return reverse ? s : steps - 1 - s; };
+  // Step t for rows [r0, r0 + rows) and units [u0, u0 + n): d_pre from dh (rows,
+  // n), the gradient w.r.t. h_t less d_y, which becomes what passes to h_{t-1}
+  // before the product adds d_pre W_hhᵀ: 0, or dh itself past a length.
+  auto step = [&](int64_t t, int64_t r0, int64_t rows, int64_t u0, int64_t n, T* dh) {
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t at = (t * B + r0 + r) * H + u0;
+      const T* __restrict d_y = d_ys + at;
+      const T* __restrict y = ys + at;
+      T* __restrict out = d_pre + at;
+      T* __restrict g = dh + r * n;
+      if (valid != nullptr && !valid[t * B + r0 + r]) {
+        for (int64_t u = 0; u < n; ++u) g[u] += d_y[u];
+        std::fill(out, out + n, T(0));
+        continue;
+      }
+      if (activation == Activation::kTanh) {
+        for (int64_t u = 0; u < n; ++u) out[u] = (d_y[u] + g[u]) * (T(1) - y[u] * y[u]);
+      } else if (activation == Activation::kSigmoid) {
+        for (int64_t u = 0; u < n; ++u) out[u] = (d_y[u] + g[u]) * (y[u] * (T(1) - y[u]));
+      } else {
+        for (int64_t u = 0; u < n; ++u) out[u] = y[u] > T(0) ? d_y[u] + g[u] : T(0);
+      }
+      std::fill(g, g + n, T(0));
+    }
+  };
+  const bool large = H * H * static_cast<int64_t>(sizeof(T)) >= kColumnCutBytes;
+  const int64_t count = ColumnBands(pool, B, H, H);
+  if (!large || count == 1) {
+    const int64_t bands = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), B));
+    ParallelFor(pool, bands, [&](int64_t band) {
+      const int64_t r0 = B * band / bands, rows = B * (band + 1) / bands - r0;
+      if (rows == 0) return;
+      const PackedMatrix<T> w(rows, H, H, w_hh, H, /*transposed=*/true);
+      std::vector<T> dh(dh_last + r0 * H, dh_last + (r0 + rows) * H);
+      for (int64_t s = 0; s < steps; ++s) {
+        const int64_t t = time(s);
+        step(t, r0, rows, 0, H, dh.data());
+        w.Multiply(d_pre + (t * B + r0) * H, dh.data(), T(1));
+      }
+      std::copy(dh.begin(), dh.end(), dh_first + r0 * H);
+    });
+    return;
+  }
+  struct RowBand {
+    int64_t u0, u1;
+    std::unique_ptr<PackedMatrix<T>> w;  // w_hhᵀ's columns [u0, u1): (H, u1 - u0)
+    std::vector<T> dh;                   // (B, u1 - u0)
+  };
+  std::vector<RowBand> bands(count);
+  for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
+  RunBandsInSteps(pool, count, -1, steps, [&](int64_t s, int64_t j) {
+    RowBand& band = bands[j];
+    const int64_t u0 = band.u0, n = band.u1 - u0;
+    if (s < 0) {
+      band.w = std::make_unique<PackedMatrix<T>>(B, n, H, w_hh + u0 * H, H, /*transposed=*/true);
+      band.dh.resize(B * n);
+      CopyRows<T>(B, n, dh_last + u0, H, band.dh.data(), n);
+      return;
+    }
+    if (s > 0) band.w->Multiply(d_pre + time(s - 1) * B * H, band.dh.data(), T(1));
+    if (s < steps) step(time(s), 0, B, u0, n, band.dh.data());
+  });
+  for (const RowBand& band : bands) {
+    const int64_t n = band.u1 - band.u0;
+    CopyRows<T>(B, n, band.dh.data(), n, dh_first + band.u0, H);
+  }
+}
+
 ffi::Error LstmGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer k,
                     ffi::AnyBuffer k_c, ffi::AnyBuffer f, ffi::AnyBuffer d_ys,
                     ffi::AnyBuffer valid, ffi::AnyBuffer dh_last, ffi::AnyBuffer dc_last,
@@ -1214,6 +1296,36 @@ ffi::Error Elman(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih,
     return ElmanCell<decltype(zero)>{in.H, static_cast<Activation>(activation)};
   };
   return in.Run(pool, "jaxrnn_blas_elman", reverse, make_cell, ys, h_out);
+}
+
+ffi::Error ElmanGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer ys,
+                     ffi::AnyBuffer d_ys, ffi::AnyBuffer valid, ffi::AnyBuffer dh_last,
+                     ffi::Result<ffi::AnyBuffer> d_pre, ffi::Result<ffi::AnyBuffer> dh_first,
+                     bool reverse, bool has_valid, int64_t activation) {
+  auto yd = ys.dimensions(), wd = w_hh.dimensions();
+  if (yd.size() != 3 || wd.size() != 2 || yd[2] != wd[0] || wd[1] != wd[0]) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_elman_grad: ys (T, B, H), w_hh (H, H)");
+  }
+  const int64_t steps = yd[0], B = yd[1], H = wd[0];
+  if (static_cast<int64_t>(d_ys.element_count()) != steps * B * H ||
+      static_cast<int64_t>(dh_last.element_count()) != B * H ||
+      (has_valid && (static_cast<int64_t>(valid.element_count()) != steps * B ||
+                     valid.element_type() != ffi::DataType::PRED))) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_elman_grad: shapes do not match");
+  }
+  if (activation < 0 || activation > static_cast<int64_t>(Activation::kSigmoid)) {
+    return ffi::Error::InvalidArgument(
+        "jaxrnn_blas_elman_grad: activation 0 (tanh), 1 (relu) or 2");
+  }
+  if (steps == 0 || B == 0 || H == 0) return ffi::Error::Success();
+  const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
+  return ForFloatType(ys.element_type(), "jaxrnn_blas_elman_grad", [&](auto zero) {
+    using T = decltype(zero);
+    ElmanBackward<T>(pool, steps, B, H, w_hh.typed_data<T>(), ys.typed_data<T>(),
+                     d_ys.typed_data<T>(), mask, reverse, static_cast<Activation>(activation),
+                     dh_last.typed_data<T>(), d_pre->typed_data<T>(),
+                     dh_first->typed_data<T>());
+  });
 }
 
 // jaxrnn_blas_gru: a GRU's forward pass (the reset gate after the matmul) over a
@@ -1377,3 +1489,17 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_gru_grad, GruGrad,
                                   .Ret<ffi::AnyBuffer>()  // dh_0 (B, H)
                                   .Attr<bool>("reverse")
                                   .Attr<bool>("has_valid"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_elman_grad, ElmanGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::AnyBuffer>()  // w_hh (H, H)
+                                  .Arg<ffi::AnyBuffer>()  // ys (T, B, H)
+                                  .Arg<ffi::AnyBuffer>()  // d_ys (T, B, H), zero past lengths
+                                  .Arg<ffi::AnyBuffer>()  // valid (T, B) bool, if has_valid
+                                  .Arg<ffi::AnyBuffer>()  // dh_T (B, H)
+                                  .Ret<ffi::AnyBuffer>()  // d_pre (T, B, H)
+                                  .Ret<ffi::AnyBuffer>()  // dh_0 (B, H)
+                                  .Attr<bool>("reverse")
+                                  .Attr<bool>("has_valid")
+                                  .Attr<int64_t>("activation"));
