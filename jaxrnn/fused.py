@@ -36,12 +36,12 @@ float64); the fused path is faster because of where the work goes:
   projection (and, under differentiation, the backward pass's factors), the
   backward loop writing the gate gradients over the factors (the Elman cell's
   from its outputs). A GRU with the reset before the matmul, and an Elman
-  cell with another activation, keep their scans. Large
-  steps are cut by columns (each thread owns a band of hidden units and its
-  slice of the weights; the bands synchronise at every step), small ones by
-  rows of the batch. Forward-mode derivatives of these calls (second-order
-  reverse mode) go through the scans. Elsewhere, and with
-  ``jaxrnn.blas.use(False)``, XLA's dot and the scans.
+  cell with another activation, keep their scans. Large steps are cut by
+  columns (each thread owns a band of hidden units and its slice of the
+  weights; the bands synchronise at every step), small ones by rows of the
+  batch. Forward-mode derivatives of these calls (second-order reverse mode)
+  go through the scans. Elsewhere, and with ``jaxrnn.blas.use(False)``, XLA's
+  dot and the scans.
 
 - **bfloat16 matmuls** (``compute_dtype=jnp.bfloat16``). Every matmul of both
   passes casts its inputs (the weights once, before the loops) and
