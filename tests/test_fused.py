@@ -15,7 +15,7 @@ import pytest
 from cases import CASES, make_params, random_carry
 
 import jaxrnn
-from jaxrnn import fused
+from jaxrnn import blas, fused
 
 T, B, I, H = 7, 3, 4, 5
 LENGTHS = np.array([7, 2, 0])  # full, short and empty sequences
@@ -131,6 +131,20 @@ def test_fused_values_and_gradients_equal_plain_autodiff(case):
     variants = ALL_VARIANTS if case.name in MAIN_CASES else SOME_VARIANTS
     variants = [(None if n is None else jnp.asarray(n), r, m) for n, r, m in variants]
     for got, want in fused_vs_plain(cell, params, xs, carry, variants):
+        assert_trees_close(got, want)
+
+
+@pytest.mark.parametrize("name", [*MAIN_CASES, "elman-relu", "gru-nobias"])
+def test_the_scans_without_jaxrnn_blas_equal_plain_autodiff(name):
+    """The fused path with ``jaxrnn.blas`` switched off, XLA's dot and the scans (the
+    path of every backend but a CPU with oneMKL: GPUs, TPUs), against autodiff too:
+    on this CPU the test above runs the loop kernels."""
+    (case,) = [c for c in CASES if c.name == name]
+    cell, params, xs, carry = arrays(case, H, I, jnp.float64, (B,))
+    variants = [(None if n is None else jnp.asarray(n), r, m) for n, r, m in ALL_VARIANTS]
+    with blas.use(False):
+        results = fused_vs_plain(cell, params, xs, carry, variants)
+    for got, want in results:
         assert_trees_close(got, want)
 
 
