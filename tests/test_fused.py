@@ -168,8 +168,11 @@ def test_any_number_of_batch_dimensions_on_the_fused_path():
         assert_trees_close(got, want)
 
 
-def test_fused_path_under_vmap_over_parameters_and_inputs():
-    case = CASES[3]  # lstm
+@pytest.mark.parametrize("name", MAIN_CASES)
+def test_fused_path_under_vmap_over_parameters_and_inputs(name):
+    """Under ``vmap`` over models (their parameters, inputs and lengths): on this
+    CPU the loop kernels run once per model (``vmap_method="sequential"``)."""
+    (case,) = [c for c in CASES if c.name == name]
     cell, first, x0, _ = arrays(case, H, I, jnp.float64, (B,), seed=0)
     _, second, x1, _ = arrays(case, H, I, jnp.float64, (B,), seed=5)
     stacked = jax.tree.map(lambda a, b: np.stack([a, b]), first, second)
