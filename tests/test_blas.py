@@ -537,3 +537,25 @@ def test_the_lstm_kernels_say_when_they_are_switched_off():
             None,
             *[jnp.ones((1, 1))] * 2,
         )
+
+
+@needs_blas
+@pytest.mark.parametrize("make_cell", [jaxrnn.lstm, jaxrnn.gru, jaxrnn.elman])
+@pytest.mark.parametrize("platform", ["cuda", "tpu"])
+def test_for_a_gpu_or_tpu_the_loops_lower_to_scans(make_cell, platform):
+    """The loop kernels and oneMKL's matmuls are for CPUs only: the same training
+    pass, lowered for a GPU or a TPU (``jax.export``, no device needed), has no
+    custom call of this library, and its two loops are ``while`` loops (the scans)."""
+    cell = make_cell(8)
+    params = cell.init(jax.random.key(0), 4)
+    xs = jnp.ones((5, 3, 4), jnp.float32)
+    lengths = jnp.array([5, 2, 0])
+
+    def loss(params, xs):
+        return jnp.sum(jaxrnn.unroll(cell, params, xs, seq_lengths=lengths)[1] ** 2)
+
+    train = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
+    assert "@jaxrnn_blas_" in lowered_text(train, params, xs)  # on this CPU: the kernels
+    text = jax.export.export(train, platforms=(platform,))(params, xs).mlir_module()
+    assert "jaxrnn_blas" not in text
+    assert text.count("stablehlo.while") == 2
