@@ -26,8 +26,8 @@ float64); the fused path is faster because of where the work goes:
   beyond ``ys`` (and the LSTM's cell states); the backward pass recomputes
   the gate pre-activations of all steps with two large matmuls, since every
   previous state is known once ``ys`` is. Memory per layer falls from about
-  ``(G + 2)·T·B·H`` numbers (the LSTM's ``(G + 3)·T·B·H``) to ``2·T·B·H``,
-  for little time.
+  ``(G + 3)·T·B·H`` numbers for the LSTM and the GRU (their backward pass's
+  factors and ``ys``) to ``2·T·B·H``, for little time.
 
 - **oneMKL on a CPU** (``jaxrnn.blas``, where installed): every matmul in the
   data's dtype is a custom call into oneMKL, and each of the two loops of the
