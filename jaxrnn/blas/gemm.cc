@@ -174,6 +174,16 @@ void RunGemm(ffi::ThreadPool& pool, int ta, int tb, int64_t M, int64_t N, int64_
   });
 }
 
+// Whether `buffer` holds `count` elements.
+bool Holds(const ffi::AnyBuffer& buffer, int64_t count) {
+  return static_cast<int64_t>(buffer.element_count()) == count;
+}
+
+// Whether a loop's `valid` operand fits: (T, B) bools, or anything without has_valid.
+bool ValidFits(const ffi::AnyBuffer& valid, bool has_valid, int64_t steps, int64_t B) {
+  return !has_valid || (Holds(valid, steps * B) && valid.element_type() == ffi::DataType::PRED);
+}
+
 // run(T{}) with T the C++ type of `type`, float32 or float64; any other type is
 // an error naming the custom call.
 template <typename Run>
@@ -952,6 +962,41 @@ void Forward(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, int64_t B, 
   }
 }
 
+// What every backward loop cut by columns has: over the steps in the opposite order
+// to the forward pass's, band j of `count` owns hidden units [u0, u1) and their
+// columns of dh (B, u1 - u0), the gradient w.r.t. the state, which starts as
+// dh_last's and ends in dh_first. init(band) packs the band's slice of w_hhᵀ and
+// sets up what else it keeps; loop step s first calls product(band, t) for time t
+// of step s - 1, adding to dh that step's gate gradients (all columns: the steps
+// synchronise) times the slice, then step(band, t) for step s's own time, on the
+// band's columns; step `steps` only finishes the last product. Returns the bands.
+// State: a struct with int64_t u0, u1 and std::vector<T> dh.
+template <typename T, typename State, typename Init, typename Product, typename Step>
+std::vector<State> BackwardByColumns(ffi::ThreadPool& pool, int64_t count, int64_t steps,
+                                    int64_t B, int64_t H, bool reverse, const T* dh_last,
+                                    T* dh_first, Init init, Product product, Step step) {
+  std::vector<State> bands(count);
+  for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
+  auto time = [&](int64_t s) { return reverse ? s : steps - 1 - s; };
+  RunBandsInSteps(pool, count, -1, steps, [&](int64_t s, int64_t j) {
+    State& band = bands[j];
+    if (s < 0) {
+      const int64_t n = band.u1 - band.u0;
+      band.dh.resize(B * n);
+      CopyRows<T>(B, n, dh_last + band.u0, H, band.dh.data(), n);
+      init(band);
+      return;
+    }
+    if (s > 0) product(band, time(s - 1));
+    if (s < steps) step(band, time(s));
+  });
+  for (const State& band : bands) {
+    const int64_t n = band.u1 - band.u0;
+    CopyRows<T>(B, n, band.dh.data(), n, dh_first + band.u0, H);
+  }
+  return bands;
+}
+
 // The LSTM's backward loop, what fused.py's reverse scan computes, over the steps in
 // the opposite order to the forward pass's: with dh and dc the gradients w.r.t. a
 // step's new state (dh = d_y + the step after's), dc += dh k_c, the gradient w.r.t.
@@ -966,52 +1011,43 @@ template <typename T>
 void LstmBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, const T* w_hh,
                   const T* k_c, const T* f, const T* d_ys, const bool* valid, bool reverse,
                   const T* dh_last, const T* dc_last, T* d_gates, T* dh_first, T* dc_first) {
-  const int64_t G = 4 * H, count = ColumnBands(pool, B, H, 4 * H);
-  struct RowBand {
+  const int64_t G = 4 * H;
+  struct State {
     int64_t u0, u1;
+    std::vector<T> dh;
     std::unique_ptr<PackedMatrix<T>> w;  // w_hhᵀ's columns [u0, u1): (4H, u1 - u0)
-    std::vector<T> dh, dh_next, dc;      // (B, u1 - u0) each; dh past lengths only
+    std::vector<T> dc, passed;           // (B, u1 - u0) each; passed: dh past lengths
   };
-  std::vector<RowBand> bands(count);
-  for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
-  // Loop step s is time t(s); step `steps` only finishes the last dh_prev.
-  auto time = [&](int64_t s) { return reverse ? s : steps - 1 - s; };
-
-  RunBandsInSteps(pool, count, -1, steps, [&](int64_t s, int64_t j) {
-    RowBand& band = bands[j];
+  auto init = [&](State& band) {
     const int64_t u0 = band.u0, n = band.u1 - u0;
-    if (s < 0) {
-      band.w = std::make_unique<PackedMatrix<T>>(B, n, G, w_hh + u0 * G, G, /*transposed=*/true);
-      band.dh.resize(B * n);
-      band.dh_next.resize(B * n);
-      band.dc.resize(B * n);
-      CopyRows<T>(B, n, dh_last + u0, H, band.dh_next.data(), n);
-      CopyRows<T>(B, n, dc_last + u0, H, band.dc.data(), n);
-      return;
-    }
-    if (s > 0) {  // dh_prev of step s - 1, from all of its dG
-      const int64_t t = time(s - 1);
-      band.w->Multiply(d_gates + t * B * G, band.dh_next.data(), T(0));
-      for (int64_t r = 0; r < B; ++r) {
-        if (valid != nullptr && !valid[t * B + r]) {
-          std::copy(band.dh.data() + r * n, band.dh.data() + (r + 1) * n,
-                    band.dh_next.data() + r * n);
-        }
+    band.w = std::make_unique<PackedMatrix<T>>(B, n, G, w_hh + u0 * G, G, /*transposed=*/true);
+    band.dc.resize(B * n);
+    band.passed.resize(B * n);
+    CopyRows<T>(B, n, dc_last + u0, H, band.dc.data(), n);
+  };
+  auto product = [&](State& band, int64_t t) {  // dh_prev, from all of dG
+    const int64_t n = band.u1 - band.u0;
+    band.w->Multiply(d_gates + t * B * G, band.dh.data(), T(0));
+    for (int64_t r = 0; r < B; ++r) {
+      if (valid != nullptr && !valid[t * B + r]) {
+        std::copy(band.passed.data() + r * n, band.passed.data() + (r + 1) * n,
+                  band.dh.data() + r * n);
       }
     }
-    if (s == steps) return;
-    const int64_t t = time(s);
+  };
+  auto step = [&](State& band, int64_t t) {
+    const int64_t u0 = band.u0, n = band.u1 - u0;
     for (int64_t r = 0; r < B; ++r) {
       const int64_t at = t * B + r;
       const T* __restrict d_y = d_ys + at * H + u0;
       const T* __restrict kc = k_c + at * H + u0;
       const T* __restrict fr = f + at * H + u0;
-      const T* __restrict dh_next = band.dh_next.data() + r * n;
-      T* __restrict dh = band.dh.data() + r * n;
+      const T* __restrict dh_next = band.dh.data() + r * n;
+      T* __restrict passed = band.passed.data() + r * n;
       T* __restrict dc = band.dc.data() + r * n;
       T* __restrict dg = d_gates + at * G + u0;
       if (valid != nullptr && !valid[at]) {  // dG = 0; dh and dc pass through
-        for (int64_t u = 0; u < n; ++u) dh[u] = d_y[u] + dh_next[u];
+        for (int64_t u = 0; u < n; ++u) passed[u] = d_y[u] + dh_next[u];
         for (int64_t g = 0; g < 4; ++g) std::fill(dg + g * H, dg + g * H + n, T(0));
         continue;
       }
@@ -1025,10 +1061,11 @@ void LstmBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, co
         dc[u] = dc_u * fr[u];
       }
     }
-  });
-  for (const RowBand& band : bands) {
+  };
+  const auto bands = BackwardByColumns<T, State>(pool, ColumnBands(pool, B, H, G), steps, B, H,
+                                                 reverse, dh_last, dh_first, init, product, step);
+  for (const State& band : bands) {
     const int64_t n = band.u1 - band.u0;
-    CopyRows<T>(B, n, band.dh_next.data(), n, dh_first + band.u0, H);
     CopyRows<T>(B, n, band.dc.data(), n, dc_first + band.u0, H);
   }
 }
@@ -1046,41 +1083,28 @@ template <typename T>
 void GruBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, const T* w_hh,
                  const T* z, const T* d_ys, const bool* valid, bool reverse, const T* dh_last,
                  T* d_r, T* d_z, T* d_hn, T* d_n, T* dh_first) {
-  const int64_t count = ColumnBands(pool, B, H, 3 * H);
   T* const d_rec[3] = {d_r, d_z, d_hn};  // the products' left-hand sides, w_hh's gate order
-  struct RowBand {
+  struct State {
     int64_t u0, u1;
+    std::vector<T> dh;               // dh z (dh past lengths), then dh_prev
     std::vector<PackedMatrix<T>> w;  // per gate, w_hh's block's rows [u0, u1) transposed
-    std::vector<T> dh_next;          // (B, u1 - u0): dh z, then dh_prev
   };
-  std::vector<RowBand> bands(count);
-  for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
-  auto time = [&](int64_t s) { return reverse ? s : steps - 1 - s; };
-
-  RunBandsInSteps(pool, count, -1, steps, [&](int64_t s, int64_t j) {
-    RowBand& band = bands[j];
+  auto init = [&](State& band) {
     const int64_t u0 = band.u0, n = band.u1 - u0;
-    if (s < 0) {
-      for (int64_t g = 0; g < 3; ++g) {
-        band.w.emplace_back(B, n, H, w_hh + u0 * 3 * H + g * H, 3 * H, /*transposed=*/true);
-      }
-      band.dh_next.resize(B * n);
-      CopyRows<T>(B, n, dh_last + u0, H, band.dh_next.data(), n);
-      return;
+    for (int64_t g = 0; g < 3; ++g) {
+      band.w.emplace_back(B, n, H, w_hh + u0 * 3 * H + g * H, 3 * H, /*transposed=*/true);
     }
-    if (s > 0) {  // dh_prev of step s - 1: its dh z (or dh) plus the products
-      const int64_t t = time(s - 1);
-      for (int64_t g = 0; g < 3; ++g) {
-        band.w[g].Multiply(d_rec[g] + t * B * H, band.dh_next.data(), T(1));
-      }
-    }
-    if (s == steps) return;
-    const int64_t t = time(s);
+  };
+  auto product = [&](State& band, int64_t t) {  // dh_prev: dh z plus the products
+    for (int64_t g = 0; g < 3; ++g) band.w[g].Multiply(d_rec[g] + t * B * H, band.dh.data(), T(1));
+  };
+  auto step = [&](State& band, int64_t t) {
+    const int64_t u0 = band.u0, n = band.u1 - u0;
     for (int64_t r = 0; r < B; ++r) {
       const int64_t at = (t * B + r) * H + u0;
       const T* __restrict d_y = d_ys + at;
       const T* __restrict zr = z + at;
-      T* __restrict dh = band.dh_next.data() + r * n;
+      T* __restrict dh = band.dh.data() + r * n;
       T* __restrict dr = d_r + at;
       T* __restrict dz = d_z + at;
       T* __restrict dhn = d_hn + at;
@@ -1099,11 +1123,9 @@ void GruBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, con
         dh[u] = dh_u * zr[u];
       }
     }
-  });
-  for (const RowBand& band : bands) {
-    const int64_t n = band.u1 - band.u0;
-    CopyRows<T>(B, n, band.dh_next.data(), n, dh_first + band.u0, H);
-  }
+  };
+  BackwardByColumns<T, State>(pool, ColumnBands(pool, B, H, 3 * H), steps, B, H, reverse, dh_last,
+                              dh_first, init, product, step);
 }
 
 // The Elman cell's backward loop (an activation whose slope follows from its
@@ -1163,29 +1185,23 @@ void ElmanBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, c
     });
     return;
   }
-  struct RowBand {
+  struct State {
     int64_t u0, u1;
+    std::vector<T> dh;
     std::unique_ptr<PackedMatrix<T>> w;  // w_hhᵀ's columns [u0, u1): (H, u1 - u0)
-    std::vector<T> dh;                   // (B, u1 - u0)
   };
-  std::vector<RowBand> bands(count);
-  for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
-  RunBandsInSteps(pool, count, -1, steps, [&](int64_t s, int64_t j) {
-    RowBand& band = bands[j];
-    const int64_t u0 = band.u0, n = band.u1 - u0;
-    if (s < 0) {
-      band.w = std::make_unique<PackedMatrix<T>>(B, n, H, w_hh + u0 * H, H, /*transposed=*/true);
-      band.dh.resize(B * n);
-      CopyRows<T>(B, n, dh_last + u0, H, band.dh.data(), n);
-      return;
-    }
-    if (s > 0) band.w->Multiply(d_pre + time(s - 1) * B * H, band.dh.data(), T(1));
-    if (s < steps) step(time(s), 0, B, u0, n, band.dh.data());
-  });
-  for (const RowBand& band : bands) {
-    const int64_t n = band.u1 - band.u0;
-    CopyRows<T>(B, n, band.dh.data(), n, dh_first + band.u0, H);
-  }
+  auto init = [&](State& band) {
+    band.w = std::make_unique<PackedMatrix<T>>(B, band.u1 - band.u0, H, w_hh + band.u0 * H, H,
+                                               /*transposed=*/true);
+  };
+  auto product = [&](State& band, int64_t t) {
+    band.w->Multiply(d_pre + t * B * H, band.dh.data(), T(1));
+  };
+  auto by_band = [&](State& band, int64_t t) {
+    step(t, 0, B, band.u0, band.u1 - band.u0, band.dh.data());
+  };
+  BackwardByColumns<T, State>(pool, count, steps, B, H, reverse, dh_last, dh_first, init, product,
+                              by_band);
 }
 
 ffi::Error LstmGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer k,
@@ -1199,11 +1215,9 @@ ffi::Error LstmGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer k,
   }
   const int64_t steps = kd[0], B = kd[1], H = wd[0];
   const int64_t per_step = steps * B * H;
-  if (k_c.element_count() != per_step || f.element_count() != per_step ||
-      d_ys.element_count() != per_step || dh_last.element_count() != B * H ||
-      dc_last.element_count() != B * H || d_gates->element_count() != 4 * per_step ||
-      (has_valid && (valid.element_count() != steps * B ||
-                     valid.element_type() != ffi::DataType::PRED))) {
+  if (!Holds(k_c, per_step) || !Holds(f, per_step) || !Holds(d_ys, per_step) ||
+      !Holds(dh_last, B * H) || !Holds(dc_last, B * H) || !Holds(*d_gates, 4 * per_step) ||
+      !ValidFits(valid, has_valid, steps, B)) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_lstm_grad: shapes do not match");
   }
   if (B == 0 || H == 0) return ffi::Error::Success();
@@ -1235,9 +1249,7 @@ struct ForwardOperands {
     if (xd.size() != 3 || hd.size() != 2 || id.size() != 2 || wd.size() != 2) return false;
     steps = xd[0], B = xd[1], I = xd[2], H = hd[1];
     return hd[0] == B && id[0] == I && id[1] == gates * H && wd[0] == H && wd[1] == gates * H &&
-           static_cast<int64_t>(bias.element_count()) == slots * H &&
-           (!has_valid || (static_cast<int64_t>(valid.element_count()) == steps * B &&
-                           valid.element_type() == ffi::DataType::PRED));
+           Holds(bias, slots * H) && ValidFits(valid, has_valid, steps, B);
   }
 
   // Forward<T> with the cell make_cell(T{}) returns, writing ys (T, B, H) and h_T (B, H).
@@ -1267,9 +1279,8 @@ ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ff
   const int64_t factors = k->element_count(), per_step = steps * B * H;
   auto cd = c0.dimensions();
   if (cd.size() != 2 || cd[0] != B || cd[1] != H ||
-      (factors != 0 && (factors != 4 * per_step ||
-                        static_cast<int64_t>(k_c->element_count()) != per_step ||
-                        static_cast<int64_t>(f->element_count()) != per_step))) {
+      (factors != 0 &&
+       (factors != 4 * per_step || !Holds(*k_c, per_step) || !Holds(*f, per_step)))) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: shapes do not match");
   }
   auto make_cell = [&](auto zero) {
@@ -1307,10 +1318,8 @@ ffi::Error ElmanGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer y
     return ffi::Error::InvalidArgument("jaxrnn_blas_elman_grad: ys (T, B, H), w_hh (H, H)");
   }
   const int64_t steps = yd[0], B = yd[1], H = wd[0];
-  if (static_cast<int64_t>(d_ys.element_count()) != steps * B * H ||
-      static_cast<int64_t>(dh_last.element_count()) != B * H ||
-      (has_valid && (static_cast<int64_t>(valid.element_count()) != steps * B ||
-                     valid.element_type() != ffi::DataType::PRED))) {
+  if (!Holds(d_ys, steps * B * H) || !Holds(dh_last, B * H) ||
+      !ValidFits(valid, has_valid, steps, B)) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_elman_grad: shapes do not match");
   }
   if (activation < 0 || activation > static_cast<int64_t>(Activation::kSigmoid)) {
@@ -1364,11 +1373,9 @@ ffi::Error GruGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer q_r
     return ffi::Error::InvalidArgument("jaxrnn_blas_gru_grad: z (T, B, H), w_hh (H, 3H)");
   }
   const int64_t steps = zd[0], B = zd[1], H = wd[0], per_step = steps * B * H;
-  bool match = static_cast<int64_t>(dh_last.element_count()) == B * H &&
-               (!has_valid || (static_cast<int64_t>(valid.element_count()) == steps * B &&
-                               valid.element_type() == ffi::DataType::PRED));
+  bool match = Holds(dh_last, B * H) && ValidFits(valid, has_valid, steps, B);
   for (const ffi::AnyBuffer* in : {&q_r, &q_z, &q_hn, &k_n, &d_ys}) {
-    match = match && static_cast<int64_t>(in->element_count()) == per_step;
+    match = match && Holds(*in, per_step);
   }
   if (!match) return ffi::Error::InvalidArgument("jaxrnn_blas_gru_grad: shapes do not match");
   if (B == 0 || H == 0) return ffi::Error::Success();
