@@ -594,13 +594,17 @@ def _forward(
     return final, ys, tuple(rows) + tuple(extra)
 
 
-def _kernel_or_scan(kernel: Callable, scan: Callable, *args):
-    """``kernel(*args)`` on a CPU, ``scan(*args)`` elsewhere; derivatives are the scan's.
+def _kernel_or_scan(config: _Config, kernel: Callable, scan: Callable, *args):
+    """``scan(config, *args)``; with ``jaxrnn.blas`` (``config.blas``), ``kernel(*args)``
+    on a CPU and the scan with XLA's dot elsewhere, the derivatives the scan's.
 
-    ``kernel`` is one of ``jaxrnn.blas``'s loop custom calls, equal to ``scan`` but
+    ``kernel`` is one of ``jaxrnn.blas``'s loop custom calls, equal to the scan but
     without a derivative of its own: second-order reverse mode differentiates the
     forward pass and the backward loop, and gets ``jax.jvp`` of the scan.
     """
+    if not config.blas:
+        return scan(config, *args)
+    scan = functools.partial(scan, config._replace(blas=False))
 
     @jax.custom_jvp
     def call(*args):
@@ -629,10 +633,8 @@ def _lstm_loop(config: _Config, keep: str, params: Any, xs: Array, carry: Any, v
         )
         return (h, c), ys, tuple(saved) if factors else None
 
-    def scan(params, xs, carry, valid):
-        return _forward(config._replace(blas=False), params, xs, carry, valid, keep)
-
-    return _kernel_or_scan(kernel, scan, params, xs, carry, valid)
+    scan = functools.partial(_forward, keep=keep)
+    return _kernel_or_scan(config, kernel, scan, params, xs, carry, valid)
 
 
 def _elman_loop(config: _Config, params: Any, xs: Array, carry: Array, valid: Any):
@@ -653,10 +655,8 @@ def _elman_loop(config: _Config, params: Any, xs: Array, carry: Array, valid: An
         )
         return h, ys, None
 
-    def scan(params, xs, carry, valid):
-        return _forward(config._replace(blas=False), params, xs, carry, valid, "nothing")
-
-    return _kernel_or_scan(kernel, scan, params, xs, carry, valid)
+    scan = functools.partial(_forward, keep="nothing")
+    return _kernel_or_scan(config, kernel, scan, params, xs, carry, valid)
 
 
 def _elman_backward_scan(config: _Config, w_hh_t, per_step, d_ys, valid, d_final):
@@ -688,9 +688,8 @@ def _elman_slope_scan(config: _Config, w_hh, ys, d_ys, valid, d_final):
 def _elman_backward_loop(config: _Config, w_hh, ys, d_ys, valid, d_final):
     """``_elman_slope_scan``; on a CPU with ``jaxrnn.blas``, one oneMKL custom call
     (``blas._elman_backward``) for the whole loop."""
-    if not config.blas or config.activation not in _ELMAN_KERNEL_ACTIVATIONS:
+    if config.activation not in _ELMAN_KERNEL_ACTIVATIONS:
         return _elman_slope_scan(config, w_hh, ys, d_ys, valid, d_final)
-    scan = functools.partial(_elman_slope_scan, config._replace(blas=False))
 
     def kernel(w_hh, ys, d_ys, valid, d_final):
         d_pre, dh = blas._elman_backward(
@@ -704,7 +703,7 @@ def _elman_backward_loop(config: _Config, w_hh, ys, d_ys, valid, d_final):
         )
         return dh, d_pre
 
-    return _kernel_or_scan(kernel, scan, w_hh, ys, d_ys, valid, d_final)
+    return _kernel_or_scan(config, kernel, _elman_slope_scan, w_hh, ys, d_ys, valid, d_final)
 
 
 def _gru_loop(config: _Config, keep: str, params: Any, xs: Array, carry: Array, valid: Any):
@@ -728,10 +727,8 @@ def _gru_loop(config: _Config, keep: str, params: Any, xs: Array, carry: Array, 
         )
         return h, ys, tuple(saved) if factors else None
 
-    def scan(params, xs, carry, valid):
-        return _forward(config._replace(blas=False), params, xs, carry, valid, keep)
-
-    return _kernel_or_scan(kernel, scan, params, xs, carry, valid)
+    scan = functools.partial(_forward, keep=keep)
+    return _kernel_or_scan(config, kernel, scan, params, xs, carry, valid)
 
 
 def _gru_backward_scan(config: _Config, w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final):
@@ -755,9 +752,6 @@ def _gru_backward_scan(config: _Config, w_hh, q_r, q_z, q_hn, k_n, z, d_ys, vali
 def _gru_backward_loop(config: _Config, w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final):
     """``_gru_backward_scan``; on a CPU with ``jaxrnn.blas``, one oneMKL custom call
     (``blas._gru_backward``) for the whole loop."""
-    if not config.blas:
-        return _gru_backward_scan(config, w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final)
-    scan = functools.partial(_gru_backward_scan, config._replace(blas=False))
 
     def kernel(w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final):
         *d_gates, dh = blas._gru_backward(
@@ -765,7 +759,8 @@ def _gru_backward_loop(config: _Config, w_hh, q_r, q_z, q_hn, k_n, z, d_ys, vali
         )
         return dh, tuple(d_gates)
 
-    return _kernel_or_scan(kernel, scan, w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final)
+    args = (w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, d_final)
+    return _kernel_or_scan(config, kernel, _gru_backward_scan, *args)
 
 
 def _lstm_backward_scan(config: _Config, w_hh, k, k_c, f, d_ys, valid, d_final):
@@ -795,9 +790,6 @@ def _lstm_backward_scan(config: _Config, w_hh, k, k_c, f, d_ys, valid, d_final):
 def _lstm_backward_loop(config: _Config, w_hh, k, k_c, f, d_ys, valid, d_final):
     """``_lstm_backward_scan``; on a CPU with ``jaxrnn.blas``, one oneMKL custom call
     (``blas._lstm_backward``) for the whole loop."""
-    if not config.blas:
-        return _lstm_backward_scan(config, w_hh, k, k_c, f, d_ys, valid, d_final)
-    scan = functools.partial(_lstm_backward_scan, config._replace(blas=False))
 
     def kernel(w_hh, k, k_c, f, d_ys, valid, d_final):
         d_gates, dh, dc = blas._lstm_backward(
@@ -805,7 +797,8 @@ def _lstm_backward_loop(config: _Config, w_hh, k, k_c, f, d_ys, valid, d_final):
         )
         return (dh, dc), d_gates
 
-    return _kernel_or_scan(kernel, scan, w_hh, k, k_c, f, d_ys, valid, d_final)
+    args = (w_hh, k, k_c, f, d_ys, valid, d_final)
+    return _kernel_or_scan(config, kernel, _lstm_backward_scan, *args)
 
 
 # --------------------------------------------------------------------------- custom_vjp

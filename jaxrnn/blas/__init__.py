@@ -393,6 +393,23 @@ def _matmul_bwd(transpose_a: bool, transpose_b: bool, residuals, g: Array):
 _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
+# --------------------------------------------------------------------------- the loop kernels
+
+
+def _require_kernels(name: str) -> None:
+    """The loop kernels exist only with the custom call: say why, naming the caller."""
+    if not active():
+        raise RuntimeError(f"{name} needs the oneMKL custom call: {status()}")
+
+
+def _valid_operand(valid: Array | None) -> tuple[Array, bool]:
+    """A loop kernel's ``valid`` operand and ``has_valid`` attribute: ``(T, B)`` bools,
+    or a placeholder the kernel does not read when every step is valid."""
+    if valid is None:
+        return jnp.zeros((1, 1), bool), False
+    return valid, True
+
+
 # --------------------------------------------------------------------------- an LSTM's forward
 
 
@@ -451,14 +468,12 @@ def _lstm_forward(
       ``(ys, h_T, c_T)``: ``(T, B, H)``, ``(B, H)``, ``(B, H)``; with
       ``factors``, ``(ys, h_T, c_T, k, k_c, f)``.
     """
-    if not active():
-        raise RuntimeError(f"_lstm_forward needs the oneMKL custom call: {status()}")
+    _require_kernels("_lstm_forward")
     steps, batch, _ = xs.shape
     hidden = w_hh.shape[0]
     dtype = xs.dtype
     b = jnp.zeros((4 * hidden,), dtype) if b is None else b
-    has_valid = valid is not None
-    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    valid, has_valid = _valid_operand(valid)
     per_step = (steps, batch) if factors else (0, 0)  # empty: none written
     results = (
         jax.ShapeDtypeStruct((steps, batch, hidden), dtype),
@@ -520,10 +535,8 @@ def _lstm_backward(
     Returns:
       ``(d_gates, dh_0, dc_0)``: ``(T, B, 4H)``, ``(B, H)``, ``(B, H)``.
     """
-    if not active():
-        raise RuntimeError(f"_lstm_backward needs the oneMKL custom call: {status()}")
-    has_valid = valid is not None
-    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    _require_kernels("_lstm_backward")
+    valid, has_valid = _valid_operand(valid)
     results = (
         jax.ShapeDtypeStruct(k.shape, k.dtype),
         jax.ShapeDtypeStruct(dh.shape, dh.dtype),
@@ -571,14 +584,12 @@ def _elman_forward(
     Returns:
       ``(ys, h_T)``: ``(T, B, H)``, ``(B, H)``.
     """
-    if not active():
-        raise RuntimeError(f"_elman_forward needs the oneMKL custom call: {status()}")
+    _require_kernels("_elman_forward")
     _check_elman_activation("_elman_forward", activation)
     steps, batch, _ = xs.shape
     hidden = w_hh.shape[0]
     b = jnp.zeros((hidden,), xs.dtype) if b is None else b
-    has_valid = valid is not None
-    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    valid, has_valid = _valid_operand(valid)
     results = (
         jax.ShapeDtypeStruct((steps, batch, hidden), xs.dtype),
         jax.ShapeDtypeStruct((batch, hidden), xs.dtype),
@@ -637,11 +648,9 @@ def _elman_backward(
     Returns:
       ``(d_pre, dh_0)``: ``(T, B, H)``, ``(B, H)``.
     """
-    if not active():
-        raise RuntimeError(f"_elman_backward needs the oneMKL custom call: {status()}")
+    _require_kernels("_elman_backward")
     _check_elman_activation("_elman_backward", activation)
-    has_valid = valid is not None
-    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    valid, has_valid = _valid_operand(valid)
     results = (jax.ShapeDtypeStruct(ys.shape, ys.dtype), jax.ShapeDtypeStruct(dh.shape, dh.dtype))
     call = jax.ffi.ffi_call(_ELMAN_GRAD_TARGET, results, vmap_method="sequential")
     return call(
@@ -697,15 +706,13 @@ def _gru_forward(
       ``(ys, h_T)``: ``(T, B, H)``, ``(B, H)``; with ``factors``, ``(ys, h_T, q_r,
       q_z, q_hn, k_n, z)``.
     """
-    if not active():
-        raise RuntimeError(f"_gru_forward needs the oneMKL custom call: {status()}")
+    _require_kernels("_gru_forward")
     steps, batch, _ = xs.shape
     hidden = w_hh.shape[0]
     dtype = xs.dtype
     b = jnp.zeros((3 * hidden,), dtype) if b is None else b
     b_hn = jnp.zeros((hidden,), dtype) if b_hn is None else b_hn
-    has_valid = valid is not None
-    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    valid, has_valid = _valid_operand(valid)
     per_step = (steps, batch, hidden) if factors else (0, 0, 0)  # empty: none written
     results = (
         jax.ShapeDtypeStruct((steps, batch, hidden), dtype),
@@ -763,10 +770,8 @@ def _gru_backward(
     Returns:
       ``(d_r, d_z, d_hn, d_n, dh_0)``: ``(T, B, H)`` each, and ``(B, H)``.
     """
-    if not active():
-        raise RuntimeError(f"_gru_backward needs the oneMKL custom call: {status()}")
-    has_valid = valid is not None
-    valid = jnp.zeros((1, 1), bool) if valid is None else valid
+    _require_kernels("_gru_backward")
+    valid, has_valid = _valid_operand(valid)
     results = (
         *(jax.ShapeDtypeStruct(z.shape, z.dtype) for _ in range(4)),
         jax.ShapeDtypeStruct(dh.shape, dh.dtype),
