@@ -254,6 +254,29 @@ def _assert_the_kernel_equals_the_scan(make, target, *args, rtol):
         np.testing.assert_allclose(g, e, rtol=rtol, atol=1e-12)
 
 
+def _forward_maker(cell, lengths, reverse):
+    """For ``_assert_the_kernel_equals_the_scan``: ``(params, xs, carry) -> (final, ys)``
+    of the layer, a new function at each call."""
+    return lambda: (
+        lambda p, x, c: jaxrnn.unroll(cell, p, x, c, seq_lengths=lengths, reverse=reverse)
+    )
+
+
+def _training_grad_maker(cell, lengths, reverse, weights):
+    """For ``_assert_the_kernel_equals_the_scan``: the gradient w.r.t. ``(params, xs,
+    carry)`` of a loss that weighs every output and the final state (the LSTM's
+    cell state), a new function at each call."""
+
+    def make():
+        def loss(params, xs, carry):
+            final, ys = jaxrnn.unroll(cell, params, xs, carry, seq_lengths=lengths, reverse=reverse)
+            return jnp.sum(weights * ys) + jnp.sum(jnp.sin(jax.tree.leaves(final)[-1]))
+
+        return jax.grad(loss, argnums=(0, 1, 2))
+
+    return make
+
+
 @needs_blas
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("with_lengths", [False, True])
@@ -269,11 +292,8 @@ def test_the_lstm_forward_kernel_equals_the_scan(rng, T, B, H, reverse, with_len
     their inputs in three chunks of steps each."""
     cell, params, xs, carry, lengths = _lstm_problem(rng, T, B, H, with_lengths)
 
-    def make_forward():
-        return lambda p, x, c: jaxrnn.unroll(cell, p, x, c, seq_lengths=lengths, reverse=reverse)
-
     _assert_the_kernel_equals_the_scan(
-        make_forward, "jaxrnn_blas_lstm", params, xs, carry, rtol=1e-12
+        _forward_maker(cell, lengths, reverse), "jaxrnn_blas_lstm", params, xs, carry, rtol=1e-12
     )
 
 
@@ -288,13 +308,7 @@ def test_the_lstm_kernel_in_the_training_pass_equals_the_scan(rng, T, B, H, reve
     dot and the scan, in float64."""
     cell, params, xs, carry, lengths = _lstm_problem(rng, T, B, H, with_lengths)
     weights = jnp.asarray(rng.standard_normal((T, B, H)))
-
-    def make_grad():
-        def loss(params, xs, carry):
-            final, ys = jaxrnn.unroll(cell, params, xs, carry, seq_lengths=lengths, reverse=reverse)
-            return jnp.sum(weights * ys) + jnp.sum(jnp.sin(final.c))
-
-        return jax.grad(loss, argnums=(0, 1, 2))
+    make_grad = _training_grad_maker(cell, lengths, reverse, weights)
 
     _assert_the_kernel_equals_the_scan(make_grad, "jaxrnn_blas_lstm", params, xs, carry, rtol=1e-10)
 
@@ -323,11 +337,8 @@ def test_the_elman_forward_kernel_equals_the_scan(rng, T, B, H, activation, reve
     chunks of steps)."""
     cell, params, xs, h0, lengths = _elman_problem(rng, T, B, H, activation, with_lengths)
 
-    def make_forward():
-        return lambda p, x, h: jaxrnn.unroll(cell, p, x, h, seq_lengths=lengths, reverse=reverse)
-
     _assert_the_kernel_equals_the_scan(
-        make_forward, "jaxrnn_blas_elman", params, xs, h0, rtol=1e-12
+        _forward_maker(cell, lengths, reverse), "jaxrnn_blas_elman", params, xs, h0, rtol=1e-12
     )
 
 
@@ -345,13 +356,7 @@ def test_the_elman_kernels_in_the_training_pass_equal_the_scans(
     (``w_hh`` below 512 KiB) and the last by columns (two bands)."""
     cell, params, xs, h0, lengths = _elman_problem(rng, T, B, H, activation, with_lengths)
     weights = jnp.asarray(rng.standard_normal((T, B, H)))
-
-    def make_grad():
-        def loss(params, xs, h0):
-            final, ys = jaxrnn.unroll(cell, params, xs, h0, seq_lengths=lengths, reverse=reverse)
-            return jnp.sum(weights * ys) + jnp.sum(jnp.sin(final))
-
-        return jax.grad(loss, argnums=(0, 1, 2))
+    make_grad = _training_grad_maker(cell, lengths, reverse, weights)
 
     assert "@jaxrnn_blas_elman_grad(" in lowered_text(make_grad(), params, xs, h0)
     _assert_the_kernel_equals_the_scan(make_grad, "jaxrnn_blas_elman", params, xs, h0, rtol=1e-10)
@@ -383,10 +388,9 @@ def test_the_gru_forward_kernel_equals_the_scan(rng, T, B, H, reverse, with_leng
     units, which at T=70 project their inputs in three chunks of steps)."""
     cell, params, xs, h0, lengths = _gru_problem(rng, T, B, H, with_lengths)
 
-    def make_forward():
-        return lambda p, x, h: jaxrnn.unroll(cell, p, x, h, seq_lengths=lengths, reverse=reverse)
-
-    _assert_the_kernel_equals_the_scan(make_forward, "jaxrnn_blas_gru", params, xs, h0, rtol=1e-12)
+    _assert_the_kernel_equals_the_scan(
+        _forward_maker(cell, lengths, reverse), "jaxrnn_blas_gru", params, xs, h0, rtol=1e-12
+    )
 
 
 @needs_blas
@@ -404,13 +408,7 @@ def test_the_gru_kernels_in_the_training_pass_equal_the_scans(
     initial state equal those with XLA's dot and the scans, in float64."""
     cell, params, xs, h0, lengths = _gru_problem(rng, T, B, H, with_lengths, use_bias)
     weights = jnp.asarray(rng.standard_normal((T, B, H)))
-
-    def make_grad():
-        def loss(params, xs, h0):
-            final, ys = jaxrnn.unroll(cell, params, xs, h0, seq_lengths=lengths, reverse=reverse)
-            return jnp.sum(weights * ys) + jnp.sum(jnp.sin(final))
-
-        return jax.grad(loss, argnums=(0, 1, 2))
+    make_grad = _training_grad_maker(cell, lengths, reverse, weights)
 
     assert "@jaxrnn_blas_gru_grad(" in lowered_text(make_grad(), params, xs, h0)
     _assert_the_kernel_equals_the_scan(make_grad, "jaxrnn_blas_gru", params, xs, h0, rtol=1e-10)
@@ -426,11 +424,10 @@ def test_the_gru_forward_kernel_without_inputs(rng, H):
     jax.jit(lambda p, x, h: jaxrnn.unroll(cell, p, x, h))(params, xs, h0)
     params = params._replace(w_ih=jnp.zeros((0, 3 * H)))
 
-    def make_forward():
-        return lambda p, x, h: jaxrnn.unroll(cell, p, x, h)
-
+    make_forward = _forward_maker(cell, None, False)
+    no_inputs = jnp.zeros((4, 33, 0))
     _assert_the_kernel_equals_the_scan(
-        make_forward, "jaxrnn_blas_gru", params, jnp.zeros((4, 33, 0)), h0, rtol=1e-12
+        make_forward, "jaxrnn_blas_gru", params, no_inputs, h0, rtol=1e-12
     )
 
 
