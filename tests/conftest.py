@@ -7,6 +7,9 @@ from hypothesis import HealthCheck, settings
 
 # Float64 oracles and check_grads need x64; every test passes explicit dtypes.
 jax.config.update("jax_enable_x64", True)
+# The float32 oracles (PyTorch, NumPy) need float32 matmuls: on GPUs JAX's default
+# lets them round their inputs to TensorFloat-32, on TPUs to bfloat16 (CPUs ignore it).
+jax.config.update("jax_default_matmul_precision", "float32")
 
 settings.register_profile(
     "jaxrnn",

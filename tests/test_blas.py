@@ -542,7 +542,10 @@ def test_the_lstm_kernels_say_when_they_are_switched_off():
 def test_for_a_gpu_or_tpu_the_loops_lower_to_scans(make_cell, platform):
     """The loop kernels and oneMKL's matmuls are for CPUs only: the same training
     pass, lowered for a GPU or a TPU (``jax.export``, no device needed), has no
-    custom call of this library, and its two loops are ``while`` loops (the scans)."""
+    custom call of this library, and its two loops are ``while`` loops (the scans).
+    Every matmul there keeps the precision asked for (conftest.py asks for float32's;
+    JAX's default would let a GPU use TensorFloat-32, a TPU bfloat16): jaxrnn sets
+    none of its own."""
     cell = make_cell(8)
     params = cell.init(jax.random.key(0), 4)
     xs = jnp.ones((5, 3, 4), jnp.float32)
@@ -556,3 +559,6 @@ def test_for_a_gpu_or_tpu_the_loops_lower_to_scans(make_cell, platform):
     text = jax.export.export(train, platforms=(platform,))(params, xs).mlir_module()
     assert "jaxrnn_blas" not in text
     assert text.count("stablehlo.while") == 2
+    dots = [line for line in text.splitlines() if "= stablehlo.dot_general" in line]
+    assert dots
+    assert all("precision = [HIGHEST, HIGHEST]" in line for line in dots)
