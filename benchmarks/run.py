@@ -3,6 +3,7 @@
     python benchmarks/run.py                        # every workload this machine runs
     python benchmarks/run.py lstm gru --repeats 30  # some workloads
     python benchmarks/run.py --jsonl out.jsonl --markdown out.md
+    python benchmarks/run.py --tables-from out.jsonl  # the tables again, running nothing
     jaxrnn bench ...                                # the same, from the jaxrnn command
 
 Method: for each workload and pass (``forward``, ``train``) every contender is
@@ -101,6 +102,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="toy sizes and XLA's backend optimisations off, to smoke-test the harness (the "
         "times mean nothing)",
+    )
+    parser.add_argument(
+        "--tables-from",
+        type=Path,
+        metavar="JSONL",
+        help="run nothing: the tables of the results a run saved with --jsonl (one cut short "
+        "too; of a result saved twice, the last), printed and with --markdown written",
     )
     parser.add_argument("--list", action="store_true", help="list the workloads and exit")
 
@@ -490,6 +498,8 @@ def run(args: argparse.Namespace) -> int:
             sizes = ", ".join(f"{k}={v}" for k, v in workload.sizes.items())
             print(f"{workload.name:16s} {workload.about} ({sizes})")
         return 0
+    if args.tables_from is not None:
+        return _tables_from(args.tables_from, args.markdown)
     unknown = [w for w in args.workloads if w not in WORKLOADS]
     if unknown:
         raise CommandError(
@@ -555,6 +565,28 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + text)
     if args.markdown:
         args.markdown.write_text(text)
+    return 0
+
+
+def _tables_from(jsonl: Path, markdown: Path | None) -> int:
+    """The tables of the records saved in ``jsonl``, on the machine of the last."""
+    try:
+        lines = jsonl.read_text().splitlines()
+    except OSError as error:
+        raise CommandError(f"--tables-from: cannot read {jsonl}: {error.strerror}.") from None
+    try:
+        records = [json.loads(line) for line in lines if line.strip()]
+    except json.JSONDecodeError as error:
+        raise CommandError(
+            f"--tables-from: line {error.lineno} of {jsonl} is not JSON; expected the JSON "
+            "lines that --jsonl writes."
+        ) from None
+    if not records or "machine" not in records[-1]:
+        raise CommandError(f"--tables-from: {jsonl} holds no results written by --jsonl.")
+    text = tables(records, records[-1]["machine"])
+    print(text)
+    if markdown:
+        markdown.write_text(text)
     return 0
 
 

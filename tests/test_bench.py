@@ -36,6 +36,17 @@ def test_jaxrnn_bench_runs_every_peer_on_a_tiny_layer(tmp_path, capsys):
     assert "| lstm | train |" in table and "Ratio of times, jaxrnn / peer" in table
     assert table in capsys.readouterr().out
 
+    # The tables again from the saved results, running nothing; from a run cut
+    # short, those of what it finished.
+    jsonl, again = tmp_path / "lstm.jsonl", tmp_path / "again.md"
+    assert cli.main(["bench", "--tables-from", str(jsonl), "--markdown", str(again)]) == 0
+    assert again.read_text() == table
+    first = [line for line in jsonl.read_text().splitlines() if '"forward"' in line]
+    jsonl.write_text("\n".join(first) + "\n")
+    assert cli.main(["bench", "--tables-from", str(jsonl), "--markdown", str(again)]) == 0
+    assert "| lstm | forward |" in again.read_text()
+    assert "| lstm | train |" not in again.read_text()
+
 
 def test_jaxrnn_bench_runs_a_tiny_training_step(tmp_path):
     records, _ = run_tiny(tmp_path, "char-lstm-train", "jaxrnn,pytorch,pytorch-aten")
@@ -93,6 +104,7 @@ def test_pytorch_aten_contender_runs_with_onednn_off(name, onednn, monkeypatch):
         (["bench", "nope"], "unknown workload(s) nope"),
         (["bench", "--contenders", "jaxrnn,theano"], "unknown contender(s) theano"),
         (["bench", "--repeats", "0"], "--repeats must be >= 1"),
+        (["bench", "--tables-from", "/nonexistent.jsonl"], "--tables-from: cannot read"),
     ],
 )
 def test_jaxrnn_bench_rejects_bad_arguments_in_one_line(argv, message, capsys):
