@@ -157,8 +157,63 @@ def _shape_str(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
-def _check_step_input(kind: str, params: Params, x: Array) -> None:
-    """Trace-time checks of ``step``'s input (free at run time: shapes are static)."""
+def _check_flag(name: str, value: Any) -> bool:
+    """A Python bool option, refused when it is anything else (a string is truthy)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, got {value!r}.")
+
+
+def _params_type(spec: CellSpec) -> type:
+    return {"elman": ElmanParams, "lstm": LSTMParams, "gru": GRUParams}[spec.kind]
+
+
+def _check_params(spec: CellSpec, params: Params, where: str) -> None:
+    """Trace-time check of a built-in cell's parameters against its spec: their type,
+    and each field's shape (w_ih (I, G·H), w_hh (H, G·H), b (G·H,), b_hn (H,)) or
+    ``None`` where the cell has no such field."""
+    kind, hidden, gates = spec.kind, spec.hidden_size, spec.num_gates
+    expected_type = _params_type(spec)
+    fix = f"Build them with jaxrnn.{kind}({hidden}, ...).init(key, input_size)."
+    if not isinstance(params, expected_type):
+        raise TypeError(
+            f"{where}: a {kind} cell's params must be {expected_type.__name__}, got "
+            f"{type(params).__name__}. {fix}"
+        )
+    w_ih = params.w_ih
+    input_size = np.shape(w_ih)[0] if np.ndim(w_ih) == 2 else "I"
+    shapes = {"w_ih": (input_size, gates * hidden), "w_hh": (hidden, gates * hidden)}
+    shapes["b"] = (gates * hidden,) if spec.use_bias else None
+    if kind == "gru":
+        shapes["b_hn"] = (hidden,) if spec.use_bias and spec.reset_after else None
+    for name, shape in shapes.items():
+        value = getattr(params, name)
+        if shape is None and value is not None:
+            why = "no bias" if not spec.use_bias else "the reset gate before the matmul"
+            raise ValueError(
+                f"{where}: params.{name} must be None for this {kind} cell ({why}), got an "
+                f"array of shape {_shape_str(np.shape(value))}. {fix}"
+            )
+        if shape is None:
+            continue
+        if value is None or np.shape(value) != shape:
+            got = "None" if value is None else f"shape {_shape_str(np.shape(value))}"
+            raise ValueError(
+                f"{where}: params.{name} must have shape {_shape_str(shape)} for a {kind} cell "
+                f"of hidden_size={hidden}, got {got}. {fix}"
+            )
+        if not jnp.issubdtype(jnp.result_type(value), jnp.floating):
+            raise TypeError(
+                f"{where}: params.{name} must be floating-point, got dtype "
+                f"{jnp.result_type(value)}. {fix}"
+            )
+
+
+def _check_step_input(spec: CellSpec, params: Params, x: Array) -> None:
+    """Trace-time checks of ``step``'s parameters and input (free at run time: shapes
+    are static)."""
+    kind = spec.kind
+    _check_params(spec, params, f"{kind}.step")
     x_dtype = jnp.result_type(x)
     if not jnp.issubdtype(x_dtype, jnp.floating):
         raise TypeError(
@@ -187,6 +242,12 @@ def _check_step_carry(kind: str, carry: Carry, expected: Carry) -> None:
             + "."
         )
     for got, want in zip(jax.tree.leaves(carry), jax.tree.leaves(expected), strict=True):
+        if not jnp.issubdtype(jnp.result_type(got), jnp.floating):
+            raise TypeError(
+                f"{kind}: carry must be floating-point, got a leaf of dtype "
+                f"{jnp.result_type(got)}. Build it with cell.zero_carry(batch_shape), or cast "
+                "it: jax.tree.map(lambda a: a.astype(jnp.float32), carry)."
+            )
         if np.shape(got) != want.shape:
             raise ValueError(
                 f"{kind}: carry has a leaf of shape {_shape_str(np.shape(got))}, expected "
@@ -304,6 +365,7 @@ def elman(
     _check_init("elman", init, initializers.INIT_SCHEMES)
     if not callable(activation):
         raise TypeError(f"elman: activation must be a callable, got {activation!r}.")
+    use_bias = _check_flag("elman: use_bias", use_bias)
     spec = CellSpec("elman", hidden_size, 1, activation, True, use_bias, init, 0.0, dtype)
 
     def init_params(key: Array, input_size: int) -> ElmanParams:
@@ -317,7 +379,7 @@ def elman(
     zero_carry = _zeros_carry(spec)
 
     def step(params: ElmanParams, h: Array, x: Array):
-        _check_step_input("elman", params, x)
+        _check_step_input(spec, params, x)
         _check_step_carry("elman", h, jax.ShapeDtypeStruct((*np.shape(x)[:-1], hidden_size), dtype))
         return step_projected(params, h, _project(params, x))
 
@@ -373,6 +435,7 @@ def lstm(
     """
     _check_hidden_size(hidden_size)
     _check_init("lstm", init, ("pytorch", "orthogonal"))
+    use_bias = _check_flag("lstm: use_bias", use_bias)
     spec = CellSpec("lstm", hidden_size, 4, None, True, use_bias, init, float(forget_bias), dtype)
 
     def init_params(key: Array, input_size: int) -> LSTMParams:
@@ -395,7 +458,7 @@ def lstm(
         return LSTMCarry(zeros, zeros)
 
     def step(params: LSTMParams, carry: LSTMCarry, x: Array):
-        _check_step_input("lstm", params, x)
+        _check_step_input(spec, params, x)
         leaf = jax.ShapeDtypeStruct((*np.shape(x)[:-1], hidden_size), dtype)
         _check_step_carry("lstm", carry, LSTMCarry(leaf, leaf))
         return step_projected(params, carry, _project(params, x))
@@ -453,7 +516,9 @@ def gru(
     """
     _check_hidden_size(hidden_size)
     _check_init("gru", init, ("pytorch", "orthogonal"))
-    spec = CellSpec("gru", hidden_size, 3, None, bool(reset_after), use_bias, init, 0.0, dtype)
+    use_bias = _check_flag("gru: use_bias", use_bias)
+    reset_after = _check_flag("gru: reset_after", reset_after)
+    spec = CellSpec("gru", hidden_size, 3, None, reset_after, use_bias, init, 0.0, dtype)
     H = hidden_size
 
     def init_params(key: Array, input_size: int) -> GRUParams:
@@ -485,7 +550,7 @@ def gru(
     zero_carry = _zeros_carry(spec)
 
     def step(params: GRUParams, h: Array, x: Array):
-        _check_step_input("gru", params, x)
+        _check_step_input(spec, params, x)
         _check_step_carry("gru", h, jax.ShapeDtypeStruct((*np.shape(x)[:-1], H), dtype))
         return step_projected(params, h, _project(params, x))
 

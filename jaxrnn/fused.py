@@ -190,19 +190,34 @@ def supports(cell: Cell, params: Any, xs: Array, carry: Any) -> bool:
       >>> fused.supports(cell, params, xs.astype(jnp.float16), carry)  # mixed dtypes
       False
     """
-    spec = cell.spec
-    if spec is None or spec.kind not in _PARAMS:
-        return False
-    step = cell.step_projected
-    if getattr(step, "__module__", None) != cells.__name__:
-        return False
-    if getattr(step, "__qualname__", None) != _builtin_step_name(spec):
-        return False
-    if cell.project_inputs is not cells._project or type(params) is not _PARAMS[spec.kind]:
+    if not _has_builtin_step(cell) or type(params) is not _PARAMS[cell.spec.kind]:
         return False
     leaves = [*jax.tree.leaves(params), xs, *jax.tree.leaves(carry)]
     dtypes = {jnp.result_type(leaf) for leaf in leaves}
     return len(dtypes) == 1 and jnp.issubdtype(dtypes.pop(), jnp.floating)
+
+
+def _has_builtin_step(cell: Cell) -> bool:
+    """Whether ``cell`` is a built-in Elman, LSTM or GRU cell with its own step and
+    input projection (not replaced): its parameters are then its own ``NamedTuple``.
+
+    Examples:
+      >>> from jaxrnn import cells, fused
+      >>> cell = cells.gru(8)
+      >>> fused._has_builtin_step(cell)
+      True
+      >>> fused._has_builtin_step(cell._replace(step_projected=lambda p, c, g: (c, c)))
+      False
+    """
+    spec = cell.spec
+    if spec is None or spec.kind not in _PARAMS:
+        return False
+    step = cell.step_projected
+    return (
+        getattr(step, "__module__", None) == cells.__name__
+        and getattr(step, "__qualname__", None) == _builtin_step_name(spec)
+        and cell.project_inputs is cells._project
+    )
 
 
 def unroll(

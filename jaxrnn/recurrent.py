@@ -15,7 +15,15 @@ import numpy as np
 from jax import lax
 
 from jaxrnn import fused as _fused
-from jaxrnn.cells import Carry, Cell, Params, _check_step_carry, _shape_str
+from jaxrnn.cells import (
+    Carry,
+    Cell,
+    Params,
+    _check_flag,
+    _check_params,
+    _check_step_carry,
+    _shape_str,
+)
 
 Array = jax.Array
 
@@ -60,7 +68,9 @@ def _swapped(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (shape[1], shape[0], *shape[2:])
 
 
-def _check_input_size(cell: Cell, params: Params, xs: Array) -> None:
+def _check_params_and_input_size(cell: Cell, params: Params, xs: Array) -> None:
+    if _fused._has_builtin_step(cell):
+        _check_params(cell.spec, params, "unroll")
     w_ih = getattr(params, "w_ih", None)
     if cell.spec is None or w_ih is None:
         return  # a user's cell checks its own input
@@ -84,6 +94,18 @@ def _check_carry(cell: Cell, carry: Carry, xs: Array) -> None:
         leaf_shape = np.shape(jax.tree.leaves(carry)[0]) if jax.tree.leaves(carry) else ()
         hint = _batch_major_hint(np.shape(xs), tuple(leaf_shape[:-1]))
         raise ValueError(f"{error} xs has shape {_shape_str(np.shape(xs))}.{hint}") from None
+
+
+def _zero_carry(cell: Cell, params: Params, xs: Array) -> Carry:
+    """The cell's zero carry, for a built-in cell in the dtype of its parameters and
+    ``xs`` (float64 parameters give float64 outputs, whatever the cell's ``dtype``)."""
+    carry = cell.zero_carry(tuple(np.shape(xs)[1:-1]))
+    if cell.spec is None:
+        return carry
+    dtype = jnp.result_type(*jax.tree.leaves(params), xs)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return carry
+    return jax.tree.map(lambda zeros: zeros.astype(dtype), carry)
 
 
 def _check_seq_lengths(seq_lengths: Any, xs: Array) -> Array:
@@ -112,7 +134,8 @@ def _check_seq_lengths(seq_lengths: Any, xs: Array) -> Array:
             f"to {values.max()}. A length counts the valid steps at the start of a "
             "sequence; pad xs along its first (time) axis to the longest length."
         )
-    return jnp.asarray(seq_lengths)
+    # Steps are counted in this dtype: 8 and 16 bits would wrap around past 127 or 255.
+    return jnp.asarray(seq_lengths, dtype if jnp.iinfo(dtype).bits >= 32 else jnp.int32)
 
 
 def _check_unroll(unroll: Any) -> int | bool:
@@ -127,13 +150,6 @@ def _check_unroll(unroll: Any) -> int | bool:
         f"unroll must be a positive int (steps per loop iteration), a bool (True: unroll "
         f"the whole sequence) or None (this backend's default), got {unroll!r}."
     )
-
-
-def _check_flag(name: str, value: Any) -> bool:
-    """A Python bool option, refused when it is anything else (a string is truthy)."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise TypeError(f"{name} must be True or False, got {value!r}.")
 
 
 def _check_compute_dtype(compute_dtype: Any, xs: Array) -> Any:
@@ -256,11 +272,12 @@ def unroll(
             f"{type(cell).__name__}."
         )
     xs = _check_xs(xs)
-    _check_input_size(cell, params, xs)
+    _check_params_and_input_size(cell, params, xs)
     if carry is None:
-        carry = cell.zero_carry(tuple(np.shape(xs)[1:-1]))
+        carry = _zero_carry(cell, params, xs)
     else:
         _check_carry(cell, carry, xs)
+    reverse = _check_flag("reverse", reverse)
 
     if seq_lengths is not None:
         seq_lengths = _check_seq_lengths(seq_lengths, xs)
@@ -375,12 +392,15 @@ class StackedRNN:
                 f"StackedRNN: cell must be a jaxrnn.Cell (e.g. jaxrnn.lstm(64)), "
                 f"got {type(self.cell).__name__}."
             )
-        if not isinstance(self.num_layers, int | np.integer) or self.num_layers < 1:
-            raise ValueError(
-                f"StackedRNN: num_layers must be an int >= 1, got {self.num_layers!r}."
-            )
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"StackedRNN: dropout must lie in [0, 1), got {self.dropout!r}.")
+        layers = self.num_layers
+        if isinstance(layers, bool) or not isinstance(layers, int | np.integer) or layers < 1:
+            raise ValueError(f"StackedRNN: num_layers must be an int >= 1, got {layers!r}.")
+        _check_flag("StackedRNN: bidirectional", self.bidirectional)
+        dropout = self.dropout
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float | np.number):
+            raise TypeError(f"StackedRNN: dropout must be a float in [0, 1), got {dropout!r}.")
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"StackedRNN: dropout must lie in [0, 1), got {dropout!r}.")
 
     @property
     def num_directions(self) -> int:

@@ -96,6 +96,49 @@ BAD_CALLS = [
         r"xs must have shape \(time, \*batch, input_size\), got \(7,\).*xs\[:, None\]",
         id="xs-rank-1",
     ),
+    pytest.param(
+        (CELL, PARAMS._replace(w_hh=jnp.ones((H + 1, 4 * H))), XS),
+        {},
+        ValueError,
+        r"unroll: params.w_hh must have shape \(5, 20\) for a lstm cell of hidden_size=5, "
+        r"got shape \(6, 20\).*jaxrnn.lstm\(5, ...\).init\(key, input_size\)",
+        id="params-wrong-w_hh",
+    ),
+    pytest.param(
+        (CELL, PARAMS._replace(b=jnp.ones(3 * H)), XS),
+        {},
+        ValueError,
+        r"params.b must have shape \(20,\) for a lstm cell of hidden_size=5, got shape \(15,\)",
+        id="params-wrong-bias",
+    ),
+    pytest.param(
+        (CELL, jaxrnn.elman(H).init(jax.random.key(0), I), XS),
+        {},
+        TypeError,
+        r"a lstm cell's params must be LSTMParams, got ElmanParams",
+        id="params-of-another-cell",
+    ),
+    pytest.param(
+        (CELL, dict(PARAMS._asdict()), XS),
+        {},
+        TypeError,
+        r"a lstm cell's params must be LSTMParams, got dict",
+        id="params-as-dict",
+    ),
+    pytest.param(
+        (CELL, PARAMS, XS, jaxrnn.LSTMCarry(*[jnp.zeros((B, H), jnp.int32)] * 2)),
+        {},
+        TypeError,
+        r"carry must be floating-point, got a leaf of dtype int32.*cell.zero_carry",
+        id="carry-integer",
+    ),
+    pytest.param(
+        (CELL, PARAMS, XS),
+        {"reverse": "no"},
+        TypeError,
+        r"reverse must be True or False, got 'no'",
+        id="reverse-string",
+    ),
 ]
 
 
@@ -117,6 +160,48 @@ def test_unroll_rejects_bad_input_at_trace_time(args, kwargs, error, match):
 def test_unroll_rejects_lengths_outside_the_sequence(lengths, match):
     with pytest.raises(ValueError, match=match):
         jaxrnn.unroll(CELL, PARAMS, XS, seq_lengths=np.array(lengths))
+
+
+@pytest.mark.parametrize(
+    "make,match",
+    [
+        (
+            lambda: jaxrnn.gru(H, reset_after=False),
+            r"params.b_hn must be None for this gru cell "
+            r"\(the reset gate before the matmul\), got an array of shape \(5,\)",
+        ),
+        (
+            lambda: jaxrnn.gru(H, use_bias=False),
+            r"params.b must be None for this gru cell "
+            r"\(no bias\), got an array of shape \(15,\)",
+        ),
+    ],
+    ids=["reset-before-with-b_hn", "no-bias-with-b"],
+)
+def test_a_cell_refuses_parameters_of_another_form(make, match):
+    """Parameters with a field the cell would ignore (a GRU of the other form, or one
+    without bias) are refused, by ``unroll`` and by the cell's own ``step``."""
+    params = jaxrnn.gru(H).init(jax.random.key(0), I)
+    cell = make()
+    with pytest.raises(ValueError, match="unroll: " + match):
+        jaxrnn.unroll(cell, params, XS)
+    with pytest.raises(ValueError, match="gru.step: " + match):
+        cell.step(params, cell.zero_carry((B,)), XS[0])
+
+
+def test_options_that_are_flags_refuse_other_values():
+    with pytest.raises(TypeError, match=r"lstm: use_bias must be True or False, got 'no'"):
+        jaxrnn.lstm(H, use_bias="no")
+    with pytest.raises(TypeError, match=r"gru: reset_after must be True or False, got 0"):
+        jaxrnn.gru(H, reset_after=0)
+    with pytest.raises(TypeError, match=r"elman: use_bias must be True or False, got None"):
+        jaxrnn.elman(H, use_bias=None)
+    with pytest.raises(TypeError, match=r"bidirectional must be True or False, got 'no'"):
+        jaxrnn.StackedRNN(CELL, 2, bidirectional="no")
+    with pytest.raises(TypeError, match=r"dropout must be a float in \[0, 1\), got '0.5'"):
+        jaxrnn.StackedRNN(CELL, 2, dropout="0.5")
+    with pytest.raises(ValueError, match=r"num_layers must be an int >= 1, got True"):
+        jaxrnn.StackedRNN(CELL, True)
 
 
 def test_unroll_rejects_what_is_not_a_cell():

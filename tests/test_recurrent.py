@@ -78,6 +78,36 @@ def test_zero_length_sequence_keeps_the_initial_carry():
     assert not np.asarray(ys[:, 0]).any()
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16])
+@pytest.mark.parametrize("fused", [True, False])
+def test_lengths_of_small_integer_dtypes_count_steps_beyond_their_range(dtype, fused):
+    """Steps are counted in 32 bits whatever the lengths' dtype: with 8-bit lengths a
+    sequence of 300 steps would see step 266 as step 10."""
+    cell = jaxrnn.elman(3)
+    params = cell.init(jax.random.key(0), 2)
+    xs = jax.random.normal(jax.random.key(1), (300, 2, 2))
+    lengths = np.array([10, 100])
+    run = functools.partial(jaxrnn.unroll, cell, params, xs, fused=fused)
+    final, ys = run(seq_lengths=lengths.astype(dtype))
+    expected_final, expected_ys = run(seq_lengths=lengths.astype(np.int32))
+    np.testing.assert_array_equal(ys, expected_ys)
+    np.testing.assert_array_equal(final, expected_final)
+    assert not np.any(ys[10:, 0]) and np.all(np.any(ys[:10, 0], axis=-1))
+
+
+def test_the_zero_carry_takes_the_dtype_of_the_parameters_and_inputs():
+    """A float32 cell given float64 parameters and inputs runs in float64 from its zero
+    carry, as the same cell built in float64 does (not rounded to the cell's dtype)."""
+    cell, cell64 = jaxrnn.lstm(4), jaxrnn.lstm(4, dtype=jnp.float64)
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), 3))
+    xs = jax.random.normal(jax.random.key(1), (6, 2, 3), jnp.float64)
+    final, ys = jaxrnn.unroll(cell, params, xs)
+    expected_final, expected_ys = jaxrnn.unroll(cell64, params, xs)
+    assert ys.dtype == final.h.dtype == final.c.dtype == jnp.float64
+    np.testing.assert_array_equal(ys, expected_ys)
+    np.testing.assert_array_equal(final.c, expected_final.c)
+
+
 @pytest.mark.parametrize("batch_shape", [(), (2, 3)], ids=str)
 def test_any_number_of_batch_dimensions(batch_shape):
     cell, params = make_params(CASES[3], H, I, jnp.float64)
