@@ -335,6 +335,24 @@ def test_every_optimizer_rejects_a_negative_learning_rate() -> None:
             getattr(optim, name)(learning_rate=-1.0)
 
 
+@pytest.mark.parametrize("value", ["1e-3", None, 1j, True, jnp.ones(3)], ids=repr)
+def test_every_optimizer_rejects_a_learning_rate_that_is_not_a_real_number(value) -> None:
+    for name in OPTIMIZER_NAMES:
+        with pytest.raises(TypeError, match=rf"{name}: learning_rate must be a (real number|sc)"):
+            getattr(optim, name)(learning_rate=value)
+
+
+def test_flags_and_chained_factories_are_refused_with_the_fix() -> None:
+    with pytest.raises(TypeError, match=r"sgd: nesterov must be True or False, got 'no'"):
+        optim.sgd(0.1, momentum=0.9, nesterov="no")
+    with pytest.raises(TypeError, match=r"max_norm must be a real number, got '1.0'"):
+        optim.clip_by_global_norm("1.0")
+    with pytest.raises(
+        TypeError, match=r"chain: argument 2 must be a gradient transformation.*call it.*adam"
+    ):
+        optim.chain(optim.sgd(0.1), optim.adam)
+
+
 # ---------------------------------------------------------------------- docs
 
 # The docstrings' examples run in tests/test_docstrings.py, with every module's.

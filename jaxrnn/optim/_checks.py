@@ -1,8 +1,11 @@
 """Early, readable checks of hyper-parameters.
 
-Only concrete Python (or NumPy) numbers are checked: a schedule, a traced
-value or a JAX array passes through unchecked, so that hyper-parameters can
-still be swept with ``jax.vmap`` or passed in from a jitted function.
+A hyper-parameter is a real number, an array of real numbers or (where a
+schedule is allowed) a callable; anything else (a string, ``None``, a complex
+number, a bool) is refused at once. Values are checked only when they are
+concrete Python (or NumPy) numbers: a schedule, a traced value or a JAX array
+passes through unchecked, so that hyper-parameters can still be swept with
+``jax.vmap`` or passed in from a jitted function.
 """
 
 from __future__ import annotations
@@ -10,13 +13,47 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import jax.numpy as jnp
+import numpy as np
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
+def check_kind(where: str, name: str, value: Any) -> None:
+    """Raise ``TypeError`` unless ``value`` is a real number, a scalar array of one
+    (NumPy's or JAX's, traced ones included) or a callable (a schedule)."""
+    if _is_number(value) or callable(value):
+        return
+    schedule = " (or a schedule)" if name == "learning_rate" else ""
+    dtype = getattr(value, "dtype", None)
+    real = dtype is not None and (
+        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+    )
+    if real and np.shape(value) == ():
+        return
+    if real:
+        raise TypeError(
+            f"{where}: {name} must be a scalar{schedule}, got an array of shape "
+            f"{np.shape(value)}."
+        )
+    raise TypeError(
+        f"{where}: {name} must be a real number{schedule}, got {value!r} of type "
+        f"{type(value).__name__}."
+    )
+
+
+def check_flag(where: str, name: str, value: Any) -> bool:
+    """``value`` as a bool, refused unless it is one (a string is truthy)."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{where}: {name} must be True or False, got {value!r}.")
+
+
 def check_non_negative(where: str, name: str, value: Any, hint: str = "") -> None:
     """Raise ``ValueError`` unless ``value`` (when a number) is ``>= 0``."""
+    check_kind(where, name, value)
     if _is_number(value) and not value >= 0:  # `not >=` also rejects NaN
         hint = f" ({hint})" if hint else ""
         raise ValueError(f"{where}: {name} must be >= 0{hint}, got {name}={value!r}.")
@@ -24,6 +61,7 @@ def check_non_negative(where: str, name: str, value: Any, hint: str = "") -> Non
 
 def check_positive(where: str, name: str, value: Any, hint: str = "") -> None:
     """Raise ``ValueError`` unless ``value`` (when a number) is ``> 0``."""
+    check_kind(where, name, value)
     if _is_number(value) and not value > 0:
         hint = f" ({hint})" if hint else ""
         raise ValueError(f"{where}: {name} must be > 0{hint}, got {name}={value!r}.")
@@ -35,6 +73,7 @@ def check_decay(where: str, name: str, value: Any) -> None:
     A decay rate of 1 would freeze a running average at its initial value
     forever (and make Adam's bias correction divide by zero).
     """
+    check_kind(where, name, value)
     if _is_number(value) and not 0 <= value < 1:
         raise ValueError(
             f"{where}: {name} must be in [0, 1) (a decay rate: the weight of the "

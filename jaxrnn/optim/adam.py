@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.optim._checks import check_decay, check_non_negative
+from jaxrnn.optim._checks import check_decay, check_flag, check_non_negative
 from jaxrnn.optim._tree import bias_corrected, ema, zero_count, zeros_like
 from jaxrnn.optim.base import GradientTransformation, Params, Updates, safe_increment
 
@@ -75,6 +75,7 @@ def scale_by_adam(
         Dozat, Incorporating Nesterov momentum into Adam, ICLR workshop 2016.
     """
     check_decay("scale_by_adam", "b1", b1)
+    nesterov = check_flag("scale_by_adam", "nesterov", nesterov)
     check_decay("scale_by_adam", "b2", b2)
     check_non_negative("scale_by_adam", "eps", eps)
     check_non_negative("scale_by_adam", "eps_root", eps_root)

@@ -142,6 +142,21 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         Array([-0.3, -0.4], dtype=float32)
     """
     transforms = tuple(transforms)
+    for number, transform in enumerate(transforms, 1):
+        if not (
+            callable(getattr(transform, "init", None))
+            and callable(getattr(transform, "update", None))
+        ):
+            hint = (
+                f" It is a function: call it to build the transformation, e.g. "
+                f"{transform.__name__}(...)."
+                if callable(transform) and hasattr(transform, "__name__")
+                else ""
+            )
+            raise TypeError(
+                f"chain: argument {number} must be a gradient transformation (with init and "
+                f"update), got {type(transform).__name__}.{hint}"
+            )
     forwards_extra_args = tuple(_accepts_extra_args(t.update) for t in transforms)
 
     def init(params: Params) -> tuple[OptState, ...]:

@@ -11,7 +11,12 @@ from typing import Any
 
 import jax
 
-from jaxrnn.optim._checks import check_decay, check_learning_rate, check_non_negative
+from jaxrnn.optim._checks import (
+    check_decay,
+    check_flag,
+    check_learning_rate,
+    check_non_negative,
+)
 from jaxrnn.optim.adam import scale_by_adam, scale_by_adamax
 from jaxrnn.optim.base import GradientTransformation, Params, ScalarOrSchedule, chain, identity
 from jaxrnn.optim.scaling import add_decayed_weights, scale_by_learning_rate
@@ -65,6 +70,7 @@ def sgd(
         1964; Sutskever et al., ICML 2013 (momentum, Nesterov).
     """
     check_learning_rate("sgd", learning_rate)
+    nesterov = check_flag("sgd", "nesterov", nesterov)
     if momentum is not None:
         check_decay("sgd", "momentum", momentum)
     elif nesterov:

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.optim._checks import check_decay, check_non_negative
+from jaxrnn.optim._checks import check_decay, check_flag, check_non_negative
 from jaxrnn.optim._tree import bias_corrected, ema, full_like, zero_count, zeros_like
 from jaxrnn.optim.base import GradientTransformation, Params, Updates, safe_increment
 
@@ -66,6 +66,7 @@ def trace(
         initialization and momentum in deep learning, ICML 2013.
     """
     check_decay("trace", "decay", decay)
+    nesterov = check_flag("trace", "nesterov", nesterov)
 
     def init(params: Params) -> TraceState:
         return TraceState(trace=zeros_like(params, accumulator_dtype))
