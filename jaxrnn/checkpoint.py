@@ -12,8 +12,10 @@ Writing goes to a temporary file in the same directory, which is flushed,
 crash at any moment leaves either the previous checkpoint or the new one,
 never a half-written file under the checkpoint's name (tested by killing a
 writer with SIGKILL mid-write). A killed writer leaves its temporary file
-(``.NAME.npz.XXXX.tmp``), which is never read as a checkpoint and which the
-next ``save`` to the same name removes: one writer per checkpoint file.
+(``.NAME.npz.XXXXXXXX.tmp``), which is never read as a checkpoint and which
+the next ``save`` to the same name removes: one writer per checkpoint file.
+``save`` replaces an older checkpoint, and refuses to replace anything else
+(another ``.npz``, a corrupt file, a directory): nothing a user saved is lost.
 
 Loading takes a *template*, a pytree of the expected structure (e.g. a
 freshly initialised state): the structure comes from code, the values from
@@ -23,8 +25,10 @@ says which leaf differs.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -78,6 +82,10 @@ def save(path: str | os.PathLike[str], tree: Any, meta: dict[str, Any] | None = 
     Returns:
       The path written.
 
+    Raises:
+      CheckpointError: something other than a jaxrnn checkpoint is at ``path``
+        (it is left as it was), or ``meta`` holds what JSON cannot.
+
     Example:
       >>> import tempfile, jax.numpy as jnp
       >>> from jaxrnn import checkpoint
@@ -89,6 +97,7 @@ def save(path: str | os.PathLike[str], tree: Any, meta: dict[str, Any] | None = 
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
+    _check_replaceable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays, leaves_info = {}, {}
     for leaf_path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
@@ -97,11 +106,21 @@ def save(path: str | os.PathLike[str], tree: Any, meta: dict[str, Any] | None = 
         if info:
             leaves_info[name] = info
     document = {"format": FORMAT, "version": VERSION, "leaves": leaves_info, "meta": meta or {}}
-    arrays[_META] = np.frombuffer(json.dumps(document).encode("utf-8"), dtype=np.uint8)
+    try:
+        text = json.dumps(document)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(
+            f"save: meta must hold only JSON values (dicts with str keys, lists, str, int, "
+            f"float, bool, None), {error}. Convert NumPy numbers with int() or float()."
+        ) from None
+    arrays[_META] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
-    # A process killed while writing leaves its temporary file: the next save removes it.
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
+    # A process killed while writing leaves its temporary file: the next save removes
+    # it (only names mkstemp makes: a user's file that merely looks alike stays).
+    stale_name = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if stale_name.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
@@ -115,6 +134,24 @@ def save(path: str | os.PathLike[str], tree: Any, meta: dict[str, Any] | None = 
         raise
     _fsync_directory(path.parent)
     return path
+
+
+def _check_replaceable(path: Path) -> None:
+    """Raises unless there is nothing at ``path`` or a jaxrnn checkpoint: ``save``
+    replaces an older checkpoint, never a user's other files."""
+    if path.is_dir():
+        raise CheckpointError(
+            f"save: {path} is a directory; pass the checkpoint's file name, e.g. {path / 'ck'}."
+        )
+    if not path.exists():
+        return
+    try:
+        _read_document(path)
+    except CheckpointError:
+        raise CheckpointError(
+            f"save: {path} exists and is not a jaxrnn checkpoint; save would replace it. Save "
+            "under another name, or move that file away first."
+        ) from None
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -131,26 +168,40 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _read(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _read(
+    path: str | os.PathLike[str], names: tuple[str, ...] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays of the checkpoint at ``path`` (only ``names``, when given) and its
+    JSON document."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint there.")
     try:
-        with path.open("rb") as file, np.load(file, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
+        with path.open("rb") as file:
+            npz = np.load(file, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):  # one .npy array
+                raise ValueError("an .npy array, not an .npz archive")
+            with npz:
+                wanted = npz.files if names is None else [n for n in names if n in npz.files]
+                arrays = {name: npz[name] for name in wanted}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
         raise CheckpointError(f"{path} is not a readable checkpoint ({error}).") from None
     try:
         document = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
         if document.get("format") != FORMAT:
             raise KeyError("format")
-    except (KeyError, ValueError, UnicodeDecodeError):
+    except (KeyError, ValueError, UnicodeDecodeError, AttributeError):
         raise CheckpointError(f"{path} is an .npz file but not a jaxrnn checkpoint.") from None
     if document.get("version", 0) > VERSION:
         raise CheckpointError(
             f"{path} was written by a newer jaxrnn (format {document['version']}); upgrade jaxrnn."
         )
     return arrays, document
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    """The JSON document of the checkpoint at ``path``, without reading its arrays."""
+    return _read(path, names=(_META,))[1]
 
 
 def load_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -174,7 +225,7 @@ def load_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
       >>> meta
       {'step': 3, 'cell': 'lstm'}
     """
-    return _read(path)[1]["meta"]
+    return _read_document(Path(path))["meta"]
 
 
 def load(path: str | os.PathLike[str], template: Any) -> tuple[Any, dict[str, Any]]:
@@ -240,10 +291,13 @@ def load(path: str | os.PathLike[str], template: Any) -> tuple[Any, dict[str, An
             leaves.append(leaf)
             continue
         like_shape, like_dtype = np.shape(like), jnp.result_type(like)
-        if tuple(stored.shape) != tuple(like_shape) or stored.dtype != like_dtype:
+        # As JAX would hold it: a Python float saved is float64 in the file, float32
+        # in JAX (without x64) and in a template of the same tree.
+        stored_dtype = jax.dtypes.canonicalize_dtype(stored.dtype)
+        if tuple(stored.shape) != tuple(like_shape) or stored_dtype != like_dtype:
             raise CheckpointError(
-                f"{path} does not fit this model: {name} is {stored.dtype}{list(stored.shape)} "
+                f"{path} does not fit this model: {name} is {stored_dtype}{list(stored.shape)} "
                 f"there, {like_dtype}{list(like_shape)} here."
             )
-        leaves.append(jnp.asarray(stored))
+        leaves.append(jnp.asarray(stored, like_dtype))
     return jax.tree_util.tree_unflatten(treedef, leaves), document.get("meta", {})

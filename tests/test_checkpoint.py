@@ -108,6 +108,56 @@ def test_refusals_name_what_is_wrong(tmp_path):
         checkpoint.load(path, fewer)
 
 
+def test_save_never_replaces_a_file_that_is_not_a_checkpoint(tmp_path):
+    """Nothing a user saved is lost: another .npz (or a corrupt file) under the name
+    stays as it was, and save says so; an older checkpoint is replaced."""
+    plain = tmp_path / "data.npz"
+    np.savez(plain, important=np.arange(3.0))
+    before = plain.read_bytes()
+    with pytest.raises(checkpoint.CheckpointError, match=r"exists and is not a jaxrnn checkp"):
+        checkpoint.save(plain, make_tree(), {})
+    assert plain.read_bytes() == before
+    path = checkpoint.save(tmp_path / "ck", make_tree(), {"step": 1})
+    checkpoint.save(path, make_tree(), {"step": 2})
+    assert checkpoint.load_meta(path) == {"step": 2}
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(checkpoint.CheckpointError, match=r"is a directory"):
+        checkpoint.save(tmp_path / "dir.npz", make_tree(), {})
+
+
+def test_save_removes_its_own_stale_temporaries_only(tmp_path):
+    stale = tmp_path / ".ck.npz.k3j_9x2a.tmp"  # what mkstemp names a killed writer's file
+    notes = tmp_path / ".ck.npz.my-notes.tmp"  # a user's file that merely looks alike
+    stale.write_text("half a checkpoint")
+    notes.write_text("user data")
+    checkpoint.save(tmp_path / "ck", make_tree(), {})
+    assert not stale.exists()
+    assert notes.read_text() == "user data"
+
+
+def test_python_and_numpy_numbers_round_trip(tmp_path):
+    """A tree of Python floats and ints, or of NumPy float64 arrays, loads back with
+    itself as the template (as JAX holds them: float32 and int32 without x64)."""
+    tree = {"lr": 0.1, "step": 3, "table": np.linspace(0.0, 1.0, 4)}
+    for x64 in (False, True):
+        with jax.enable_x64(x64):
+            path = checkpoint.save(tmp_path / f"numbers{x64}", tree, {})
+            restored, _ = checkpoint.load(path, tree)
+            assert restored["lr"].dtype == (jnp.float64 if x64 else jnp.float32)
+            assert restored["step"].dtype == (jnp.int64 if x64 else jnp.int32)
+            np.testing.assert_allclose(restored["table"], tree["table"])
+            assert int(restored["step"]) == 3
+
+
+def test_meta_that_json_cannot_hold_is_refused_naming_meta(tmp_path):
+    with pytest.raises(checkpoint.CheckpointError, match=r"meta must hold only JSON.*int\(\)"):
+        checkpoint.save(tmp_path / "ck", make_tree(), {"step": np.int64(3)})
+    assert not list(tmp_path.iterdir())
+    np.save(tmp_path / "array.npy", np.ones(2))
+    with pytest.raises(checkpoint.CheckpointError, match=r"an \.npy array, not an \.npz"):
+        checkpoint.load_meta(tmp_path / "array.npy")
+
+
 # A child process that writes large checkpoints in a loop, version after version; every
 # array of version v holds v. With a pause point it stops in the middle of writing that
 # version (after so many bytes reached the temporary file) and says so, to be killed there.
