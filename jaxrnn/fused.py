@@ -268,6 +268,9 @@ def unroll(
     )
 
     time, batch_shape = np.shape(xs)[0], tuple(np.shape(xs)[1:-1])
+    if time == 0:  # no step: the carry as it came, no outputs
+        leaf = jax.tree.leaves(carry)[0]
+        return carry, jnp.zeros((0, *batch_shape, spec.hidden_size), leaf.dtype)
     batch = int(np.prod(batch_shape, dtype=np.int64))
     flat_xs = jnp.reshape(xs, (time, batch, np.shape(xs)[-1]))
     flat_carry = jax.tree.map(lambda leaf: jnp.reshape(leaf, (batch, leaf.shape[-1])), carry)
@@ -275,7 +278,7 @@ def unroll(
         flat_carry = (flat_carry.h, flat_carry.c)
     valid = None
     if seq_lengths is not None:
-        steps = jnp.arange(time, dtype=seq_lengths.dtype)
+        steps = jnp.arange(time, dtype=jnp.int32)  # 8-bit lengths would wrap around
         valid = steps[:, None] < jnp.reshape(seq_lengths, (1, batch))  # (T, B)
 
     final, ys = _sequence(config, params, flat_xs, flat_carry, valid)
@@ -617,7 +620,7 @@ def _kernel_or_scan(config: _Config, kernel: Callable, scan: Callable, *args):
     without a derivative of its own: second-order reverse mode differentiates the
     forward pass and the backward loop, and gets ``jax.jvp`` of the scan.
     """
-    if not config.blas:
+    if not config.blas or not blas._fits_lp64(*jax.tree.leaves(args)):
         return scan(config, *args)
     scan = functools.partial(scan, config._replace(blas=False))
 

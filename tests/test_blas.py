@@ -562,3 +562,57 @@ def test_for_a_gpu_or_tpu_the_loops_lower_to_scans(make_cell, platform):
     dots = [line for line in text.splitlines() if "= stablehlo.dot_general" in line]
     assert dots
     assert all("precision = [HIGHEST, HIGHEST]" in line for line in dots)
+
+
+@needs_blas
+def test_matrices_beyond_onemkls_32_bit_sizes_take_xlas_dot():
+    """oneMKL's LP64 interface takes 32-bit sizes: an axis of 2**31 or more (here
+    only traced, never allocated) lowers to XLA's dot, not a silently cut size."""
+    big = jax.ShapeDtypeStruct((2, 2**31), jnp.float32)
+    text = jax.jit(blas.matmul).lower(big, jax.ShapeDtypeStruct((2**31, 3), jnp.float32))
+    assert "jaxrnn_blas_gemm" not in text.as_text()
+    assert "@jaxrnn_blas_gemm(" in lowered_text(blas.matmul, jnp.ones((2, 4)), jnp.ones((4, 3)))
+    assert not blas._fits_lp64(jax.ShapeDtypeStruct((3, 2**16, 2**15), jnp.float32))
+    assert blas._fits_lp64(jnp.ones((3, 4, 5)))
+
+
+@needs_blas
+@pytest.mark.parametrize("make_cell", [jaxrnn.lstm, jaxrnn.gru, jaxrnn.elman])
+def test_a_sequence_of_no_steps_returns_the_initial_carry(make_cell):
+    """``fused.unroll`` over T = 0 (``jaxrnn.unroll`` refuses it) and the loop
+    kernels themselves return the initial state, and its gradient passes through."""
+    cell = make_cell(5)
+    params = cell.init(jax.random.key(0), 4)
+    carry = jax.tree.map(lambda a: a + 1.5, cell.zero_carry((3,)))
+    xs = jnp.zeros((0, 3, 4), jnp.float32)
+    final, ys = fused.unroll(cell, params, xs, carry)
+    assert ys.shape == (0, 3, 5)
+    for got, want in zip(jax.tree.leaves(final), jax.tree.leaves(carry), strict=True):
+        np.testing.assert_array_equal(got, want)
+    grads = jax.grad(lambda c: jnp.sum(jax.tree.leaves(fused.unroll(cell, params, xs, c)[0])[0]))(
+        carry
+    )
+    np.testing.assert_array_equal(jax.tree.leaves(grads)[0], np.ones((3, 5)))
+    h0, c0 = jnp.full((3, 5), 1.5, jnp.float32), jnp.full((3, 5), 2.5, jnp.float32)
+    kernel = {
+        jaxrnn.lstm: lambda: blas._lstm_forward(xs, params.w_ih, params.w_hh, None, h0, c0)[1:3],
+        jaxrnn.gru: lambda: blas._gru_forward(xs, params.w_ih, params.w_hh, None, None, h0)[1:2],
+        jaxrnn.elman: lambda: blas._elman_forward(xs, params.w_ih, params.w_hh, None, h0)[1:2],
+    }[make_cell]
+    for got, want in zip(kernel(), (h0, c0), strict=False):
+        np.testing.assert_array_equal(got, want)
+    if make_cell is jaxrnn.elman:  # and its backward kernel: dh passes through
+        d_h, no_steps = jnp.full((3, 5), 0.5, jnp.float32), jnp.zeros((0, 3, 5), jnp.float32)
+        _, dh_first = blas._elman_backward(params.w_hh, no_steps, no_steps, None, d_h)
+        np.testing.assert_array_equal(dh_first, d_h)
+
+
+@needs_blas
+def test_operands_of_two_float_types_are_refused_not_a_crash():
+    """The kernels read every operand as one C++ type: a float32 weight beside float64
+    inputs is an error naming the call (it had aborted the process)."""
+    xs = jnp.ones((3, 2, 4), jnp.float64)
+    w_ih, w_hh = jnp.ones((4, 5), jnp.float32), jnp.ones((5, 5), jnp.float32)
+    call = jax.jit(lambda *a: blas._elman_forward(*a))
+    with pytest.raises(Exception, match=r"jaxrnn_blas_elman: shapes or float types do not match"):
+        call(xs, w_ih, w_hh, None, jnp.zeros((2, 5), jnp.float64))

@@ -39,6 +39,7 @@ import ctypes
 import functools
 import hashlib
 import importlib.metadata
+import math
 import os
 import re
 import subprocess
@@ -318,7 +319,7 @@ def matmul(a: Array, b: Array, *, transpose_a: bool = False, transpose_b: bool =
     """
     a, b = jnp.asarray(a), jnp.asarray(b)
     _check(a, b, transpose_a, transpose_b)
-    if not active(a.dtype):
+    if not active(a.dtype) or not _fits_lp64(a, b):
         return _dot(a, b, transpose_a, transpose_b)
     return _matmul(a, b, bool(transpose_a), bool(transpose_b))
 
@@ -394,6 +395,21 @@ _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 # --------------------------------------------------------------------------- the loop kernels
+
+
+# oneMKL's LP64 interface, the one linked, takes sizes as 32-bit ints.
+_LP64_MAX = 2**31 - 1
+
+
+def _fits_lp64(*arrays: Array) -> bool:
+    """Whether oneMKL's 32-bit sizes hold every axis of ``arrays`` and each one's size
+    past its first axis (a matrix, or a loop's step), as the kernels pass them; larger
+    arrays (8 GiB of float32 in one step) take XLA's dot or the scans instead."""
+    for array in arrays:
+        shape = np.shape(array)
+        if any(d > _LP64_MAX for d in shape) or math.prod(shape[1:]) > _LP64_MAX:
+            return False
+    return True
 
 
 def _require_kernels(name: str) -> None:

@@ -184,6 +184,18 @@ bool ValidFits(const ffi::AnyBuffer& valid, bool has_valid, int64_t steps, int64
   return !has_valid || (Holds(valid, steps * B) && valid.element_type() == ffi::DataType::PRED);
 }
 
+// Whether every buffer holds elements of `type`: a kernel reads all its float
+// operands and results as one C++ type.
+template <typename... Buffers>
+bool SameType(ffi::DataType type, const Buffers&... buffers) {
+  return ((buffers.element_type() == type) && ...);
+}
+
+// Copies `from` into `to`, buffers of one size: what a loop over no steps returns.
+void CopyBuffer(const ffi::AnyBuffer& from, ffi::Result<ffi::AnyBuffer>& to) {
+  std::memcpy(to->untyped_data(), from.untyped_data(), from.size_bytes());
+}
+
 // run(T{}) with T the C++ type of `type`, float32 or float64; any other type is
 // an error naming the custom call.
 template <typename Run>
@@ -212,6 +224,9 @@ ffi::Error Gemm(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
   const int64_t N = transpose_b ? b0 : b1;
   if ((transpose_b ? b1 : b0) != K || od[rank - 2] != M || od[rank - 1] != N) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_gemm: shapes do not match");
+  }
+  if (!SameType(a.element_type(), b, *out)) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_gemm: operands of one float type expected");
   }
   for (size_t d = 0; d + 2 < rank; ++d) {
     if ((ad[d] != 1 && ad[d] != od[d]) || (bd[d] != 1 && bd[d] != od[d])) {
@@ -1220,6 +1235,10 @@ ffi::Error LstmGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer k,
       !ValidFits(valid, has_valid, steps, B)) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_lstm_grad: shapes do not match");
   }
+  if (!SameType(k.element_type(), w_hh, k_c, f, d_ys, dh_last, dc_last, *d_gates, *dh_first,
+                *dc_first)) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_lstm_grad: operands of one float type");
+  }
   if (B == 0 || H == 0) return ffi::Error::Success();
   const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
   return ForFloatType(k.element_type(), "jaxrnn_blas_lstm_grad", [&](auto zero) {
@@ -1249,13 +1268,18 @@ struct ForwardOperands {
     if (xd.size() != 3 || hd.size() != 2 || id.size() != 2 || wd.size() != 2) return false;
     steps = xd[0], B = xd[1], I = xd[2], H = hd[1];
     return hd[0] == B && id[0] == I && id[1] == gates * H && wd[0] == H && wd[1] == gates * H &&
-           Holds(bias, slots * H) && ValidFits(valid, has_valid, steps, B);
+           Holds(bias, slots * H) && ValidFits(valid, has_valid, steps, B) &&
+           SameType(xs.element_type(), w_ih, w_hh, bias, h0);
   }
 
   // Forward<T> with the cell make_cell(T{}) returns, writing ys (T, B, H) and h_T (B, H).
   template <typename MakeCell>
   ffi::Error Run(ffi::ThreadPool& pool, const char* call, bool reverse, MakeCell make_cell,
                  ffi::Result<ffi::AnyBuffer>& ys, ffi::Result<ffi::AnyBuffer>& h_out) {
+    if (!SameType(xs.element_type(), *ys, *h_out)) {
+      return ffi::Error::InvalidArgument(std::string(call) + ": results of the inputs' type");
+    }
+    if (steps == 0) CopyBuffer(h0, h_out);  // no step: h_T = h_0
     if (steps == 0 || B == 0 || H == 0) return ffi::Error::Success();
     const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
     return ForFloatType(xs.element_type(), call, [&](auto zero) {
@@ -1274,7 +1298,9 @@ ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ff
                 ffi::Result<ffi::AnyBuffer> k_c, ffi::Result<ffi::AnyBuffer> f, bool reverse,
                 bool has_valid) {
   ForwardOperands in{xs, w_ih, w_hh, bias, h0, valid, has_valid};
-  if (!in.Check(4, 4)) return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: shapes do not match");
+  if (!in.Check(4, 4)) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: shapes or float types do not match");
+  }
   const int64_t steps = in.steps, B = in.B, H = in.H;
   const int64_t factors = k->element_count(), per_step = steps * B * H;
   auto cd = c0.dimensions();
@@ -1283,6 +1309,10 @@ ffi::Error Lstm(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ff
        (factors != 4 * per_step || !Holds(*k_c, per_step) || !Holds(*f, per_step)))) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: shapes do not match");
   }
+  if (!SameType(xs.element_type(), c0, *c_out, *k, *k_c, *f)) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_lstm: operands of one float type expected");
+  }
+  if (steps == 0) CopyBuffer(c0, c_out);  // no step: c_T = c_0
   auto make_cell = [&](auto zero) {
     using T = decltype(zero);
     auto data = [&](auto& buffer) { return factors ? buffer->template typed_data<T>() : nullptr; };
@@ -1299,7 +1329,9 @@ ffi::Error Elman(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih,
                  ffi::Result<ffi::AnyBuffer> ys, ffi::Result<ffi::AnyBuffer> h_out, bool reverse,
                  bool has_valid, int64_t activation) {
   ForwardOperands in{xs, w_ih, w_hh, bias, h0, valid, has_valid};
-  if (!in.Check(1, 1)) return ffi::Error::InvalidArgument("jaxrnn_blas_elman: shapes do not match");
+  if (!in.Check(1, 1)) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_elman: shapes or float types do not match");
+  }
   if (activation < 0 || activation > static_cast<int64_t>(Activation::kSigmoid)) {
     return ffi::Error::InvalidArgument("jaxrnn_blas_elman: activation 0 (tanh), 1 (relu) or 2");
   }
@@ -1326,6 +1358,10 @@ ffi::Error ElmanGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer y
     return ffi::Error::InvalidArgument(
         "jaxrnn_blas_elman_grad: activation 0 (tanh), 1 (relu) or 2");
   }
+  if (!SameType(ys.element_type(), w_hh, d_ys, dh_last, *d_pre, *dh_first)) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_elman_grad: operands of one float type");
+  }
+  if (steps == 0) CopyBuffer(dh_last, dh_first);  // no step: the gradient passes through
   if (steps == 0 || B == 0 || H == 0) return ffi::Error::Success();
   const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
   return ForFloatType(ys.element_type(), "jaxrnn_blas_elman_grad", [&](auto zero) {
@@ -1346,13 +1382,18 @@ ffi::Error Gru(ffi::ThreadPool pool, ffi::AnyBuffer xs, ffi::AnyBuffer w_ih, ffi
                ffi::Result<ffi::AnyBuffer> q_hn, ffi::Result<ffi::AnyBuffer> k_n,
                ffi::Result<ffi::AnyBuffer> z, bool reverse, bool has_valid) {
   ForwardOperands in{xs, w_ih, w_hh, bias, h0, valid, has_valid};
-  if (!in.Check(3, 4)) return ffi::Error::InvalidArgument("jaxrnn_blas_gru: shapes do not match");
+  if (!in.Check(3, 4)) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_gru: shapes or float types do not match");
+  }
   const int64_t factors = q_r->element_count(), per_step = in.steps * in.B * in.H;
   for (auto* out : {&q_r, &q_z, &q_hn, &k_n, &z}) {
     const int64_t size = (*out)->element_count();
     if (size != factors || (factors != 0 && size != per_step)) {
       return ffi::Error::InvalidArgument("jaxrnn_blas_gru: shapes do not match");
     }
+  }
+  if (!SameType(xs.element_type(), *q_r, *q_z, *q_hn, *k_n, *z)) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_gru: operands of one float type expected");
   }
   auto make_cell = [&](auto zero) {
     using T = decltype(zero);
@@ -1378,6 +1419,10 @@ ffi::Error GruGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer q_r
     match = match && Holds(*in, per_step);
   }
   if (!match) return ffi::Error::InvalidArgument("jaxrnn_blas_gru_grad: shapes do not match");
+  if (!SameType(z.element_type(), w_hh, q_r, q_z, q_hn, k_n, d_ys, dh_last, *d_r, *d_z, *d_hn,
+                *d_n, *dh_first)) {
+    return ffi::Error::InvalidArgument("jaxrnn_blas_gru_grad: operands of one float type");
+  }
   if (B == 0 || H == 0) return ffi::Error::Success();
   const bool* mask = has_valid ? valid.typed_data<bool>() : nullptr;
   return ForFloatType(z.element_type(), "jaxrnn_blas_gru_grad", [&](auto zero) {
