@@ -268,6 +268,19 @@ def _check_init(kind: str, init: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{kind}: init must be one of {allowed}, got {init!r}.")
 
 
+def _check_dtype(kind: str, dtype: Any) -> None:
+    """Refuses a cell ``dtype`` that is not a floating one."""
+    try:
+        floating = jnp.issubdtype(jnp.dtype(dtype), jnp.floating)
+    except TypeError:
+        floating = False
+    if not floating:
+        raise TypeError(
+            f"{kind}: dtype must be a floating dtype (jnp.float32, jnp.float64, jnp.bfloat16), "
+            f"got {dtype!r}."
+        )
+
+
 def _check_input_size(input_size: int) -> None:
     if isinstance(input_size, bool) or not isinstance(input_size, int | np.integer):
         raise TypeError(f"init: input_size must be a positive int, got {input_size!r}.")
@@ -366,6 +379,7 @@ def elman(
     if not callable(activation):
         raise TypeError(f"elman: activation must be a callable, got {activation!r}.")
     use_bias = _check_flag("elman: use_bias", use_bias)
+    _check_dtype("elman", dtype)
     spec = CellSpec("elman", hidden_size, 1, activation, True, use_bias, init, 0.0, dtype)
 
     def init_params(key: Array, input_size: int) -> ElmanParams:
@@ -436,6 +450,7 @@ def lstm(
     _check_hidden_size(hidden_size)
     _check_init("lstm", init, ("pytorch", "orthogonal"))
     use_bias = _check_flag("lstm: use_bias", use_bias)
+    _check_dtype("lstm", dtype)
     spec = CellSpec("lstm", hidden_size, 4, None, True, use_bias, init, float(forget_bias), dtype)
 
     def init_params(key: Array, input_size: int) -> LSTMParams:
@@ -517,6 +532,7 @@ def gru(
     _check_hidden_size(hidden_size)
     _check_init("gru", init, ("pytorch", "orthogonal"))
     use_bias = _check_flag("gru: use_bias", use_bias)
+    _check_dtype("gru", dtype)
     reset_after = _check_flag("gru: reset_after", reset_after)
     spec = CellSpec("gru", hidden_size, 3, None, reset_after, use_bias, init, 0.0, dtype)
     H = hidden_size

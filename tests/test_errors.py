@@ -204,6 +204,15 @@ def test_options_that_are_flags_refuse_other_values():
         jaxrnn.StackedRNN(CELL, True)
 
 
+def test_cells_and_converters_refuse_what_they_cannot_use():
+    with pytest.raises(TypeError, match=r"lstm: dtype must be a floating dtype.*got 'int32'"):
+        jaxrnn.lstm(H, dtype="int32")
+    with pytest.raises(TypeError, match=r"to_torch: model must be a jaxrnn.StackedRNN, got Cell"):
+        jaxrnn.interop.to_torch(CELL, PARAMS)
+    with pytest.raises(TypeError, match=r"carry_from_flax: an LSTM's flax carry is the pair"):
+        jaxrnn.interop.carry_from_flax(CELL, jnp.zeros((B, H)))
+
+
 def test_unroll_rejects_what_is_not_a_cell():
     with pytest.raises(TypeError, match=r"cell must be a jaxrnn.Cell .*got function"):
         jaxrnn.unroll(CELL.step, PARAMS, XS)

@@ -137,6 +137,12 @@ def to_flax(cell: Cell, params: Any) -> tuple[Any, dict[str, Any]]:
 def carry_from_flax(cell: Cell, carry: Any) -> Any:
     """flax's carry to jaxrnn's: the LSTM's ``(c, h)`` becomes ``LSTMCarry(h, c)``."""
     if cell.spec is not None and cell.spec.kind == "lstm":
+        if not isinstance(carry, tuple | list) or len(carry) != 2:
+            got = f"{len(carry)} items" if isinstance(carry, tuple | list) else type(carry).__name__
+            raise TypeError(
+                f"carry_from_flax: an LSTM's flax carry is the pair (c, h), got {got}. Pass "
+                "the carry flax's cell returns (or initialize_carry gives)."
+            )
         c, h = carry
         return LSTMCarry(h=h, c=c)
     return carry

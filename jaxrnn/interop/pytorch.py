@@ -196,6 +196,11 @@ def to_torch(model: StackedRNN, params: Any) -> Any:
     """
     import torch
 
+    if not isinstance(model, StackedRNN):
+        raise TypeError(
+            f"to_torch: model must be a jaxrnn.StackedRNN, got {type(model).__name__}; for one "
+            "cell, pass jaxrnn.StackedRNN(cell) and its params as ((params,),)."
+        )
     spec = model.cell.spec
     if spec is None:
         raise ValueError("to_torch: model.cell must be a built-in jaxrnn cell, not a user's cell.")
@@ -215,9 +220,7 @@ def to_torch(model: StackedRNN, params: Any) -> Any:
         )
     module_type = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[spec.kind]
     input_size = int(params[0][0].w_ih.shape[0])
-    torch_dtype = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}[
-        jnp.dtype(spec.dtype).name
-    ]
+    torch_dtype = getattr(torch, jnp.dtype(spec.dtype).name)  # float16, bfloat16, float32, ...
     module = module_type(
         input_size,
         spec.hidden_size,
