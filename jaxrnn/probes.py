@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxrnn import optim
+from jaxrnn import cells, fused, optim
 from jaxrnn.cells import Carry, Cell, Params
 from jaxrnn.recurrent import unroll
 
@@ -463,8 +463,8 @@ class Spectrum(NamedTuple):
 def _gate_names(cell: Cell, params: Params) -> tuple[str, ...]:
     if cell.spec is not None and cell.spec.kind in GATE_NAMES:
         return GATE_NAMES[cell.spec.kind]
-    hidden, fused = np.shape(params.w_hh)
-    return tuple(str(g) for g in range(fused // hidden))
+    hidden, width = np.shape(params.w_hh)
+    return tuple(str(g) for g in range(width // hidden))
 
 
 def recurrent_spectrum(cell: Cell, params: Params) -> dict[str, Spectrum]:
@@ -501,6 +501,8 @@ def recurrent_spectrum(cell: Cell, params: Params) -> dict[str, Spectrum]:
       Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent
       neural networks", ICML 2013.
     """
+    if cell.spec is not None and fused._has_builtin_step(cell):
+        cells._check_params(cell.spec, params, "recurrent_spectrum")
     w_hh = params.w_hh
     if np.ndim(w_hh) != 2 or np.shape(w_hh)[1] % np.shape(w_hh)[0]:
         raise ValueError(

@@ -211,6 +211,9 @@ def test_cells_and_converters_refuse_what_they_cannot_use():
         jaxrnn.interop.to_torch(CELL, PARAMS)
     with pytest.raises(TypeError, match=r"carry_from_flax: an LSTM's flax carry is the pair"):
         jaxrnn.interop.carry_from_flax(CELL, jnp.zeros((B, H)))
+    gru_params = jaxrnn.gru(H).init(jax.random.key(0), I)
+    with pytest.raises(TypeError, match=r"recurrent_spectrum: a lstm cell's params must be LSTMP"):
+        jaxrnn.probes.recurrent_spectrum(CELL, gru_params)
 
 
 def test_unroll_rejects_what_is_not_a_cell():
