@@ -97,12 +97,13 @@ def _check_carry(cell: Cell, carry: Carry, xs: Array) -> None:
 
 
 def _zero_carry(cell: Cell, params: Params, xs: Array) -> Carry:
-    """The cell's zero carry, for a built-in cell in the dtype of its parameters and
-    ``xs`` (float64 parameters give float64 outputs, whatever the cell's ``dtype``)."""
+    """The cell's zero carry, for a built-in cell in the dtype of its parameters
+    (float64 parameters give float64 outputs, whatever the cell's ``dtype``; the
+    inputs' dtype does not change the model's)."""
     carry = cell.zero_carry(tuple(np.shape(xs)[1:-1]))
     if cell.spec is None:
         return carry
-    dtype = jnp.result_type(*jax.tree.leaves(params), xs)
+    dtype = jnp.result_type(*jax.tree.leaves(params))
     if not jnp.issubdtype(dtype, jnp.floating):
         return carry
     return jax.tree.map(lambda zeros: zeros.astype(dtype), carry)

@@ -95,9 +95,10 @@ def test_lengths_of_small_integer_dtypes_count_steps_beyond_their_range(dtype, f
     assert not np.any(ys[10:, 0]) and np.all(np.any(ys[:10, 0], axis=-1))
 
 
-def test_the_zero_carry_takes_the_dtype_of_the_parameters_and_inputs():
-    """A float32 cell given float64 parameters and inputs runs in float64 from its zero
-    carry, as the same cell built in float64 does (not rounded to the cell's dtype)."""
+def test_the_zero_carry_takes_the_dtype_of_the_parameters():
+    """A float32 cell given float64 parameters runs in float64 from its zero carry, as
+    the same cell built in float64 does (not rounded to the cell's dtype); float32
+    parameters give float32 outputs whatever the inputs' dtype."""
     cell, cell64 = jaxrnn.lstm(4), jaxrnn.lstm(4, dtype=jnp.float64)
     params = jax.tree.map(lambda a: a.astype(jnp.float64), cell.init(jax.random.key(0), 3))
     xs = jax.random.normal(jax.random.key(1), (6, 2, 3), jnp.float64)
@@ -106,6 +107,8 @@ def test_the_zero_carry_takes_the_dtype_of_the_parameters_and_inputs():
     assert ys.dtype == final.h.dtype == final.c.dtype == jnp.float64
     np.testing.assert_array_equal(ys, expected_ys)
     np.testing.assert_array_equal(final.c, expected_final.c)
+    params32 = cell.init(jax.random.key(0), 3)
+    assert jaxrnn.unroll(cell, params32, xs)[1].dtype == jnp.float32
 
 
 @pytest.mark.parametrize("batch_shape", [(), (2, 3)], ids=str)
