@@ -358,8 +358,12 @@ class TrainConfig:
         for name in ("batch_size", "seq_len", "steps", "eval_every", "max_consecutive_skips"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig: {name} must be >= 1, got {getattr(self, name)}.")
-        if self.learning_rate <= 0 or self.clip_norm <= 0:
-            raise ValueError("TrainConfig: learning_rate and clip_norm must be > 0.")
+        for name in ("learning_rate", "clip_norm"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):  # NaN fails every comparison
+                raise ValueError(f"TrainConfig: {name} must be a finite number > 0, got {value}.")
+        if self.warmup_steps < 0:
+            raise ValueError(f"TrainConfig: warmup_steps must be >= 0, got {self.warmup_steps}.")
 
 
 class TrainState(NamedTuple):

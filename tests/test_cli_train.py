@@ -177,6 +177,79 @@ def test_bad_checkpoints(capsys, tmp_path, text_file):
     )
 
 
+def test_a_saved_run_and_a_users_files_survive_refused_arguments(capsys, tmp_path, text_file):
+    """Nothing a user saved is lost: --overwrite with an argument refused later keeps
+    the run; files that are not jaxrnn checkpoints are never deleted; a fresh run's
+    --metrics does not truncate a file that holds lines; a NaN learning rate, a bad
+    --temperature and an --out that is a file are refused before any training."""
+    out = tmp_path / "run"
+    assert run(capsys, "train", "--text", text_file, *TINY, "--steps", "2", "--out", out)[0] == 0
+    saved = {name: (out / name).read_bytes() for name in ("checkpoint.npz", "best.npz")}
+    train = ["train", "--text", text_file, *TINY[2:], "--steps", "2"]
+    fails_with(
+        capsys, "--hidden must be >= 1", *train, "--hidden", "0", "--out", out, "--overwrite"
+    )
+    fails_with(
+        capsys,
+        "--lr must be a finite number > 0, got nan",
+        *train,
+        "--hidden",
+        "8",
+        "--lr",
+        "nan",
+        "--out",
+        out,
+        "--overwrite",
+    )
+    fails_with(
+        capsys,
+        "--temperature must be a finite number >= 0",
+        *train,
+        "--hidden",
+        "8",
+        "--temperature",
+        "-1",
+        "--out",
+        out,
+        "--overwrite",
+    )
+    assert {name: (out / name).read_bytes() for name in saved} == saved
+
+    users = tmp_path / "users"
+    users.mkdir()
+    np.savez(users / "best.npz", mine=np.arange(3))
+    fails_with(capsys, "already holds a run (best.npz)", *train, "--hidden", "8", "--out", users)
+    fails_with(
+        capsys,
+        "best.npz is not a jaxrnn checkpoint",
+        *train,
+        "--hidden",
+        "8",
+        "--out",
+        users,
+        "--overwrite",
+    )
+    assert np.load(users / "best.npz")["mine"].tolist() == [0, 1, 2]
+
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text('{"step": 1, "mine": true}\n')
+    fails_with(
+        capsys,
+        "--metrics",
+        *train,
+        "--hidden",
+        "8",
+        "--out",
+        tmp_path / "new",
+        "--metrics",
+        metrics,
+    )
+    assert metrics.read_text() == '{"step": 1, "mine": true}\n'
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    fails_with(capsys, "is a file", *train, "--hidden", "8", "--out", a_file)
+
+
 def test_remat_run_then_persistent_nan_stops_keeping_the_last_good_checkpoint(
     capsys, text_file, tmp_path
 ):

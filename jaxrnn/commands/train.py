@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import hashlib
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -249,12 +250,60 @@ def _configs(args: argparse.Namespace, meta: dict[str, Any] | None, vocab_size: 
         model_config = training.ModelConfig(**model_fields)
         train_config = training.TrainConfig(**train_fields)
     except (TypeError, ValueError) as error:
-        message = str(error)  # name the flags, not the configuration's fields
+        message = re.sub(r"^(Model|Train)Config: ", "", str(error))  # the flags, not fields
         for flags in (_MODEL_FLAGS, _BATCH_FLAGS, _TRAIN_FLAGS):
             for flag, field in flags.items():
                 message = re.sub(rf"\b{field} must", f"--{flag.replace('_', '-')} must", message)
         raise CommandError(message) from None
     return model_config, train_config
+
+
+def _check_fresh_run(out: Path, overwrite: bool) -> None:
+    """A fresh run in ``out``: refused where an earlier run's checkpoints are, unless
+    ``--overwrite``, and then only if they are jaxrnn checkpoints (never a user's file)."""
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} is a file; pass a directory for the run's checkpoints.")
+    earlier = [path for path in (out / "checkpoint.npz", out / "best.npz") if path.exists()]
+    if earlier and not overwrite:
+        raise CommandError(
+            f"{out} already holds a run ({earlier[0].name}); pass --resume to continue it, "
+            "--overwrite to start afresh, or another --out."
+        )
+    for path in earlier:
+        try:
+            checkpoint.load_meta(path)
+        except checkpoint.CheckpointError:
+            raise CommandError(
+                f"{path} is not a jaxrnn checkpoint; --overwrite replaces checkpoints only. Move "
+                "it away, or pass another --out."
+            ) from None
+
+
+def _check_outputs(out: Path, metrics: str | None, resume: bool, overwrite: bool) -> Path | None:
+    """Makes ``out`` (and the metrics file's folder) before training, so that a path
+    that cannot be written fails now, not after the first evaluation; the metrics
+    file of a fresh run must not hold an earlier one's lines, unless ``--overwrite``."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise PermissionError(f"cannot write in {out}")
+    except OSError as error:
+        raise CommandError(f"--out {out}: {error.strerror or error}.") from None
+    if metrics is None:
+        return None
+    path = Path(metrics)
+    if path.is_dir():
+        raise CommandError(f"--metrics {path} is a directory; pass a file name.")
+    if not resume and not overwrite and path.exists() and path.stat().st_size > 0:
+        raise CommandError(
+            f"--metrics {path} already holds lines; pass --resume to append to them, "
+            "--overwrite to start it afresh, or another file."
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"--metrics {path}: {error.strerror or error}.") from None
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
@@ -283,14 +332,10 @@ def run(args: argparse.Namespace) -> int:
                 f"the checkpoint in {out} was trained on another text (or --max-chars / "
                 "--val-fraction); pass the same ones to resume, or train afresh with another --out."
             )
-    elif latest.exists() and not args.overwrite:
-        raise CommandError(
-            f"{out} already holds a run; pass --resume to continue it, --overwrite to start "
-            "afresh, or another --out."
-        )
-    else:  # a fresh run must not leave an older run's best checkpoint behind
-        for old in (latest, out / "best.npz"):
-            old.unlink(missing_ok=True)
+    else:
+        _check_fresh_run(out, args.overwrite)
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise CommandError(f"--temperature must be a finite number >= 0, got {args.temperature}.")
 
     vocab = data.Vocabulary(tuple(meta["vocab"])) if meta is not None else None
     model_config, config = _configs(args, meta, 1 if vocab is None else vocab.size)
@@ -313,6 +358,10 @@ def run(args: argparse.Namespace) -> int:
     if vocab is None:
         model_config = dataclasses.replace(model_config, vocab_size=char_data.vocab.size)
     model = training.CharModel(model_config)
+    metrics_path = _check_outputs(out, args.metrics, args.resume, args.overwrite)
+    if meta is None:  # every argument checked: a fresh run leaves no older run's checkpoints
+        for old in (latest, out / "best.npz"):
+            old.unlink(missing_ok=True)
 
     state, progress = None, None
     if meta is not None:
@@ -361,9 +410,8 @@ def run(args: argparse.Namespace) -> int:
         "\n" if "\n" in char_data.vocab.chars else char_data.vocab.decode(char_data.train[0, :1])
     )
     metrics_file = None
-    if args.metrics:
-        Path(args.metrics).parent.mkdir(parents=True, exist_ok=True)
-        metrics_file = open(args.metrics, "a" if args.resume else "w", encoding="utf-8")  # noqa: SIM115
+    if metrics_path is not None:
+        metrics_file = open(metrics_path, "a" if args.resume else "w", encoding="utf-8")  # noqa: SIM115
     started = time.perf_counter()
     try:
         result = training.fit(

@@ -35,8 +35,7 @@ def check_kind(where: str, name: str, value: Any) -> None:
         return
     if real:
         raise TypeError(
-            f"{where}: {name} must be a scalar{schedule}, got an array of shape "
-            f"{np.shape(value)}."
+            f"{where}: {name} must be a scalar{schedule}, got an array of shape {np.shape(value)}."
         )
     raise TypeError(
         f"{where}: {name} must be a real number{schedule}, got {value!r} of type "
