@@ -198,3 +198,35 @@ def test_bad_arguments_print_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_outputs_never_replace_a_users_file_and_fail_before_training(task_run, tmp_path, capsys):
+    """`task --out` replaces an earlier run's JSON only, and refuses any other file, a
+    directory, or a path under a file before it trains; `probe --runs` refuses runs of
+    different tasks or lengths."""
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"precious": 1}')
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    task = ["task", "adding", "--length", "6", "--hidden", "4", "--steps", "1", "--quiet"]
+    for out, message in [
+        (notes, "exists and is not the JSON of a `jaxrnn task` run"),
+        (tmp_path, "is a directory"),
+        (a_file / "run.json", "--out"),
+    ]:
+        assert main([*task, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert notes.read_text() == '{"precious": 1}'
+    other = json.loads(task_run.read_text())
+    other["config"]["length"] = 9
+    other_path = tmp_path / "other.json"
+    other_path.write_text(json.dumps(other))
+    argv = ["probe", "trained", "--runs", str(task_run), str(other_path), "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--runs must be runs of one task at one length, got adding T=6, adding T=9" in err
+    earlier = tmp_path / "earlier.json"  # an earlier run's JSON: replaced
+    earlier.write_text(task_run.read_text())
+    assert main([*task, "--test-size", "8", "--eval-every", "1", "--out", str(earlier)]) == 0
+    assert json.loads(earlier.read_text())["config"]["steps"] == 1

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,14 @@ def _load_runs(paths: list[Path]) -> list[dict[str, Any]]:
         if "grad_profiles" not in run or "config" not in run:
             raise CommandError(f"{path} is not the JSON of `jaxrnn task ... --out`")
         runs.append(run)
+    # One figure is one task at one length: its title and baseline are the first run's.
+    kinds = {(r["config"].get("task"), r["config"].get("length")) for r in runs}
+    if len(kinds) > 1:
+        described = ", ".join(f"{task} T={length}" for task, length in sorted(kinds, key=str))
+        raise CommandError(
+            f"--runs must be runs of one task at one length, got {described}; draw them "
+            "apart, one `jaxrnn probe trained --runs ...` each."
+        )
     return runs
 
 
@@ -443,7 +452,12 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--train-steps must be a positive integer, got {args.train_steps}")
     if args.runs and "trained" not in figures:
         raise CommandError("--runs is for the `trained` figure; add it to the FIGUREs")
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        if not os.access(args.out, os.W_OK):
+            raise PermissionError(f"cannot write in {args.out}")
+    except OSError as error:
+        raise CommandError(f"--out {args.out}: {error.strerror or error}.") from None
     draw = {
         "init": figure_init,
         "trained": figure_trained,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import jax
@@ -61,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
     """Prints the prime and ``--length`` characters the model writes after it."""
     if args.length < 1:
         raise CommandError(f"--length must be >= 1, got {args.length}.")
-    if args.temperature < 0:
-        raise CommandError(f"--temperature must be >= 0, got {args.temperature}.")
+    if not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise CommandError(f"--temperature must be a finite number >= 0, got {args.temperature}.")
     if args.prime == "":
         raise CommandError("--prime must have at least one character.")
     path = resolve_checkpoint(args.checkpoint)

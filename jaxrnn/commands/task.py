@@ -13,6 +13,7 @@ after, and the time taken. ``jaxrnn probe trained --runs ...`` draws it.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -133,11 +134,36 @@ def summary(result: dict) -> str:
     return line
 
 
+def _check_out(out: Path) -> None:
+    """Before training: ``--out`` can be written, and replaces at most an earlier
+    run's JSON (never another file of the user's)."""
+    if out.is_dir():
+        raise CommandError(
+            f"--out {out} is a directory; pass a file name, e.g. {out / 'run.json'}."
+        )
+    if out.exists():
+        try:
+            earlier = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            earlier = None
+        if not (isinstance(earlier, dict) and {"config", "grad_profiles"} <= set(earlier)):
+            raise CommandError(
+                f"--out {out} exists and is not the JSON of a `jaxrnn task` run; it would be "
+                "replaced. Pass another file, or move that one away."
+            )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(out.parent, os.W_OK):
+            raise PermissionError(f"cannot write in {out.parent}")
+    except OSError as error:
+        raise CommandError(f"--out {out}: {error.strerror or error}.") from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Trains, prints the verdict, writes the JSON."""
     config, task = config_from_args(args)
-    if args.out is not None and args.out.parent and not args.out.parent.exists():
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out is not None:
+        _check_out(args.out)
     result = training.train(config, task, progress=not args.quiet)
     result["cpu_count"] = os.cpu_count()
     print(summary(result))
