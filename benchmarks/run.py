@@ -520,6 +520,13 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet is not None and not 0 <= args.quiet < 1:
         raise CommandError(f"--quiet is a share of the cores in [0, 1), got {args.quiet}.")
 
+    for flag, path in (("--jsonl", args.jsonl), ("--markdown", args.markdown)):
+        if path is not None and (path.is_dir() or not path.parent.is_dir()):
+            raise CommandError(
+                f"{flag} {path}: a file in an existing folder expected (checked before the "
+                "suite runs)."
+            )
+
     info = machine()
     backend = info["backend"]
     if args.workloads:

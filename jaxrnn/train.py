@@ -1030,6 +1030,11 @@ def fit(
     except KeyboardInterrupt:
         report(step)
         save("checkpoint.npz")
+        if out is not None:
+            write(
+                f"interrupted at step {int(state.step)}: saved {out / 'checkpoint.npz'}; "
+                "continue with the same command and --resume."
+            )
         raise
     finally:
         bar.close()

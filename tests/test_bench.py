@@ -105,6 +105,8 @@ def test_pytorch_aten_contender_runs_with_onednn_off(name, onednn, monkeypatch):
         (["bench", "--contenders", "jaxrnn,theano"], "unknown contender(s) theano"),
         (["bench", "--repeats", "0"], "--repeats must be >= 1"),
         (["bench", "--tables-from", "/nonexistent.jsonl"], "--tables-from: cannot read"),
+        (["bench", "--markdown", "/"], "--markdown /: a file in an existing folder expected"),
+        (["bench", "--jsonl", "/nonexistent/x.jsonl"], "--jsonl /nonexistent/x.jsonl: a file"),
     ],
 )
 def test_jaxrnn_bench_rejects_bad_arguments_in_one_line(argv, message, capsys):

@@ -80,6 +80,26 @@ def test_the_step_carries_the_state_across_windows(char_data):
     np.testing.assert_allclose(float(metrics2.loss), float(want2), rtol=1e-6)
 
 
+def test_an_interrupt_saves_a_checkpoint_and_says_where(char_data, tmp_path):
+    """Ctrl-C (here raised by the first line the run logs) saves the state it reached
+    and names the file and how to continue; the checkpoint restores that state."""
+    lines = []
+
+    def log(line):
+        lines.append(line)
+        if len(lines) == 1:
+            raise KeyboardInterrupt
+
+    model = train.CharModel(MODEL)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(model, char_data, CONFIG, out_dir=tmp_path, show_progress=False, log=log)
+    saved = tmp_path / "checkpoint.npz"
+    assert f"saved {saved}; continue with the same command and --resume." in lines[-1]
+    optimizer, _ = train.make_optimizer(CONFIG)
+    state, _ = train.restore_state(saved, model, optimizer, CONFIG.batch_size)
+    assert f"interrupted at step {int(state.step)}:" in lines[-1] and int(state.step) >= 1
+
+
 def test_same_seed_same_trajectory_and_exact_resume(char_data, tmp_path):
     model = train.CharModel(MODEL)
     whole = quiet_fit(model, char_data, CONFIG, out_dir=tmp_path / "whole")
