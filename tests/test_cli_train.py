@@ -213,6 +213,18 @@ def test_a_saved_run_and_a_users_files_survive_refused_arguments(capsys, tmp_pat
         out,
         "--overwrite",
     )
+    fails_with(
+        capsys,
+        "--stop-at-step must be a step >= 1",
+        *train,
+        "--hidden",
+        "8",
+        "--stop-at-step",
+        "0",
+        "--out",
+        out,
+        "--overwrite",
+    )
     assert {name: (out / name).read_bytes() for name in saved} == saved
 
     users = tmp_path / "users"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 from pathlib import Path
 
@@ -77,12 +78,17 @@ def config_from_args(args: argparse.Namespace) -> tuple[training.Config, tasks.T
     for flag, value in positive.items():
         if value < 1:
             raise CommandError(f"{flag} must be a positive integer, got {value}")
-    if not args.lr > 0 or not args.clip > 0:
-        raise CommandError(f"--lr and --clip must be positive, got {args.lr} and {args.clip}")
+    for flag, value in (("--lr", args.lr), ("--clip", args.clip)):
+        if not (math.isfinite(value) and value > 0):
+            raise CommandError(f"{flag} must be a finite number > 0, got {value}")
     if args.activation not in training.ACTIVATIONS:
         raise CommandError(
             f"unknown --activation {args.activation!r}; choose {', '.join(training.ACTIVATIONS)}"
         )
+    if args.activation != "tanh" and args.cell != "elman":
+        raise CommandError(f"--activation is for the elman cell; the {args.cell} has its own.")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise CommandError(f"--time-limit must be a number of seconds > 0, got {args.time_limit}.")
     init = args.init or "orthogonal"
     allowed = (
         ("orthogonal", "pytorch", "identity") if args.cell == "elman" else ("orthogonal", "pytorch")

@@ -336,6 +336,10 @@ def run(args: argparse.Namespace) -> int:
         _check_fresh_run(out, args.overwrite)
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
         raise CommandError(f"--temperature must be a finite number >= 0, got {args.temperature}.")
+    if args.time_limit is not None and not args.time_limit > 0:
+        raise CommandError(f"--time-limit must be a number of seconds > 0, got {args.time_limit}.")
+    if args.stop_at_step is not None and args.stop_at_step < 1:
+        raise CommandError(f"--stop-at-step must be a step >= 1, got {args.stop_at_step}.")
 
     vocab = data.Vocabulary(tuple(meta["vocab"])) if meta is not None else None
     model_config, config = _configs(args, meta, 1 if vocab is None else vocab.size)
