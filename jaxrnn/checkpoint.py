@@ -185,7 +185,10 @@ def _read(
                 wanted = npz.files if names is None else [n for n in names if n in npz.files]
                 arrays = {name: npz[name] for name in wanted}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise CheckpointError(f"{path} is not a readable checkpoint ({error}).") from None
+        reason = str(error)
+        if "pickle" in reason:  # NumPy's advice there (allow_pickle=True) would run code
+            reason = "neither an .npz archive nor an array: NumPy took it for pickled data"
+        raise CheckpointError(f"{path} is not a readable checkpoint ({reason}).") from None
     try:
         document = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
         if document.get("format") != FORMAT:

@@ -153,6 +153,12 @@ def test_meta_that_json_cannot_hold_is_refused_naming_meta(tmp_path):
     with pytest.raises(checkpoint.CheckpointError, match=r"meta must hold only JSON.*int\(\)"):
         checkpoint.save(tmp_path / "ck", make_tree(), {"step": np.int64(3)})
     assert not list(tmp_path.iterdir())
+    (tmp_path / "run.json").write_text('{"step": 3}')
+    with pytest.raises(
+        checkpoint.CheckpointError, match=r"neither an \.npz archive nor an"
+    ) as info:
+        checkpoint.load_meta(tmp_path / "run.json")
+    assert "allow_pickle" not in str(info.value)
     np.save(tmp_path / "array.npy", np.ones(2))
     with pytest.raises(checkpoint.CheckpointError, match=r"an \.npy array, not an \.npz"):
         checkpoint.load_meta(tmp_path / "array.npy")
