@@ -24,6 +24,7 @@ and writes a plot of the forecast against the truth to --plot.
 
 import argparse
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -145,5 +146,8 @@ ax.set_title(
 )
 ax.legend(loc="upper right", fontsize=8)
 fig.tight_layout()
-fig.savefig(args.plot, dpi=120)
-print(f"figure written to {args.plot}")
+plot = Path(args.plot)
+if not plot.suffix:  # matplotlib would add .png: say where it really goes
+    plot = plot.with_suffix(".png")
+fig.savefig(plot, dpi=120)
+print(f"figure written to {plot}")

@@ -114,7 +114,9 @@ def make_mesh(devices: int | None = None) -> Mesh:
         raise TypeError(f"devices must be an int or None, got {type(devices).__name__}.")
     if not 1 <= devices <= len(available):
         hint = ""
-        if available[0].platform == "cpu":
+        if devices < 1:
+            hint = "; pass a number of devices >= 1, or none for all of them"
+        elif available[0].platform == "cpu":
             hint = (
                 f"; on CPU, XLA_FLAGS=--xla_force_host_platform_device_count={devices} "
                 "makes that many"

@@ -125,6 +125,10 @@ def test_resume_continues_exactly(capsys, text_file, tmp_path):
         tmp_path / "split.jsonl",
     )
     assert status == 0 and "resuming" in out and "at step 3 of 6" in out
+    assert "trained 3 steps (steps 4 to 6)" in out
+    again = ["train", "--text", text_file, "--no-progress", "--out", tmp_path / "split"]
+    status, out, _ = run(capsys, *again, "--resume", "--steps", "5")
+    assert status == 0 and "is at step 6, --steps 5: nothing to train" in out
 
     def losses(name):
         lines = (tmp_path / name).read_text().splitlines()

@@ -392,8 +392,15 @@ def run(args: argparse.Namespace) -> int:
         f"{sum(x.size for x in jax.tree.leaves(jax.eval_shape(model.init, jax.random.key(0)))):,} "
         "parameters"
     )
+    first_step = 0 if state is None else int(state.step)
+    if state is not None and first_step >= config.steps:
+        print(
+            f"{latest} is at step {first_step}, --steps {config.steps}: nothing to train; "
+            "pass a larger --steps to continue it."
+        )
+        return 0
     if state is not None:
-        print(f"resuming {latest} at step {int(state.step)} of {config.steps}")
+        print(f"resuming {latest} at step {first_step} of {config.steps}")
     if model_config.dropout and model_config.num_layers == 1:
         print("note: --dropout acts between layers; with --layers 1 it changes nothing")
 
@@ -442,10 +449,15 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
 
     steps_done = int(result.state.step)
-    summary = (
-        f"trained {steps_done} steps in {elapsed:.0f} s ({result.stopped}); best validation "
-        f"{result.best_val_bpc:.3f} bits per character at step {result.best_step}"
+    trained = f"{steps_done - first_step} steps" + (
+        f" (steps {first_step + 1} to {steps_done})" if first_step else ""
     )
+    best_line = (
+        f"best validation {result.best_val_bpc:.3f} bits per character at step {result.best_step}"
+        if math.isfinite(result.best_val_bpc)
+        else "no validation yet"
+    )
+    summary = f"trained {trained} in {elapsed:.0f} s ({result.stopped}); {best_line}"
     if markov is not None and math.isfinite(result.best_val_bpc):
         verdict = "better than" if result.best_val_bpc < markov.best_bpc else "not yet below"
         summary += f", {verdict} the order-{markov.best_order} Markov chain's {markov.best_bpc:.3f}"
