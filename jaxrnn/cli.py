@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from jaxrnn import commands
 
@@ -20,6 +22,35 @@ __all__ = ["CommandError", "main"]
 
 class CommandError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
+
+
+def _writable_folder(folder: Path, flag: str, shown: Path | None = None) -> None:
+    """Makes ``folder`` (and its parents) and checks that it can be written, before a
+    command's work: an output path that cannot be written fails now, as a
+    ``CommandError`` naming ``flag`` and ``shown`` (the path given; ``folder`` by default).
+
+    Examples:
+      >>> import tempfile
+      >>> from pathlib import Path
+      >>> from jaxrnn.cli import CommandError, _writable_folder
+      >>> root = Path(tempfile.mkdtemp())
+      >>> _writable_folder(root / "runs" / "a", "--out")
+      >>> (root / "runs" / "a").is_dir()
+      True
+      >>> (root / "file").write_text("x")
+      1
+      >>> try:
+      ...     _writable_folder(root / "file" / "sub", "--out")
+      ... except CommandError as error:
+      ...     print(str(error).replace(str(root), "ROOT"))
+      --out ROOT/file/sub: ...
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"cannot write in {folder}")
+    except OSError as error:
+        raise CommandError(f"{flag} {shown or folder}: {error.strerror or error}.") from None
 
 
 def _command_modules():

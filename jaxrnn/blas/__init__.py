@@ -418,12 +418,27 @@ def _require_kernels(name: str) -> None:
         raise RuntimeError(f"{name} needs the oneMKL custom call: {status()}")
 
 
-def _valid_operand(valid: Array | None) -> tuple[Array, bool]:
-    """A loop kernel's ``valid`` operand and ``has_valid`` attribute: ``(T, B)`` bools,
-    or a placeholder the kernel does not read when every step is valid."""
-    if valid is None:
-        return jnp.zeros((1, 1), bool), False
-    return valid, True
+def _call_loop(
+    target: str,
+    results: tuple[jax.ShapeDtypeStruct, ...],
+    before: tuple[Array, ...],
+    valid: Array | None,
+    after: tuple[Array, ...] = (),
+    *,
+    reverse: bool,
+    aliases: dict[int, int] | None = None,
+    **attributes: Any,
+) -> Any:
+    """One loop kernel's custom call: the operands ``before``, ``valid`` (``(T, B)``
+    bools, or a placeholder the kernel does not read when every step is valid) and
+    ``after``, with the attributes every loop takes (``reverse``, ``has_valid``) and
+    ``attributes``; ``aliases`` maps operands to the results written over them. Under
+    ``vmap``, one call per element."""
+    has_valid = valid is not None
+    if not has_valid:
+        valid = jnp.zeros((1, 1), bool)
+    call = jax.ffi.ffi_call(target, results, vmap_method="sequential", input_output_aliases=aliases)
+    return call(*before, valid, *after, reverse=bool(reverse), has_valid=has_valid, **attributes)
 
 
 # --------------------------------------------------------------------------- an LSTM's forward
@@ -489,7 +504,6 @@ def _lstm_forward(
     hidden = w_hh.shape[0]
     dtype = xs.dtype
     b = jnp.zeros((4 * hidden,), dtype) if b is None else b
-    valid, has_valid = _valid_operand(valid)
     per_step = (steps, batch) if factors else (0, 0)  # empty: none written
     results = (
         jax.ShapeDtypeStruct((steps, batch, hidden), dtype),
@@ -499,18 +513,7 @@ def _lstm_forward(
         jax.ShapeDtypeStruct((*per_step, hidden), dtype),
         jax.ShapeDtypeStruct((*per_step, hidden), dtype),
     )
-    call = jax.ffi.ffi_call(_LSTM_TARGET, results, vmap_method="sequential")
-    outputs = call(
-        xs,
-        w_ih,
-        w_hh,
-        b,
-        h0,
-        c0,
-        valid,
-        reverse=bool(reverse),
-        has_valid=has_valid,
-    )
+    outputs = _call_loop(_LSTM_TARGET, results, (xs, w_ih, w_hh, b, h0, c0), valid, reverse=reverse)
     return outputs if factors else outputs[:3]
 
 
@@ -552,16 +555,20 @@ def _lstm_backward(
       ``(d_gates, dh_0, dc_0)``: ``(T, B, 4H)``, ``(B, H)``, ``(B, H)``.
     """
     _require_kernels("_lstm_backward")
-    valid, has_valid = _valid_operand(valid)
     results = (
         jax.ShapeDtypeStruct(k.shape, k.dtype),
         jax.ShapeDtypeStruct(dh.shape, dh.dtype),
         jax.ShapeDtypeStruct(dc.shape, dc.dtype),
     )
-    call = jax.ffi.ffi_call(
-        _LSTM_GRAD_TARGET, results, vmap_method="sequential", input_output_aliases={1: 0}
+    return _call_loop(
+        _LSTM_GRAD_TARGET,
+        results,
+        (w_hh, k, k_c, f, d_ys),
+        valid,
+        (dh, dc),
+        reverse=reverse,
+        aliases={1: 0},  # d_gates over k
     )
-    return call(w_hh, k, k_c, f, d_ys, valid, dh, dc, reverse=bool(reverse), has_valid=has_valid)
 
 
 def _elman_forward(
@@ -605,21 +612,16 @@ def _elman_forward(
     steps, batch, _ = xs.shape
     hidden = w_hh.shape[0]
     b = jnp.zeros((hidden,), xs.dtype) if b is None else b
-    valid, has_valid = _valid_operand(valid)
     results = (
         jax.ShapeDtypeStruct((steps, batch, hidden), xs.dtype),
         jax.ShapeDtypeStruct((batch, hidden), xs.dtype),
     )
-    call = jax.ffi.ffi_call(_ELMAN_TARGET, results, vmap_method="sequential")
-    return call(
-        xs,
-        w_ih,
-        w_hh,
-        b,
-        h0,
+    return _call_loop(
+        _ELMAN_TARGET,
+        results,
+        (xs, w_ih, w_hh, b, h0),
         valid,
-        reverse=bool(reverse),
-        has_valid=has_valid,
+        reverse=reverse,
         activation=np.int64(_ELMAN_ACTIVATIONS[activation]),
     )
 
@@ -666,17 +668,14 @@ def _elman_backward(
     """
     _require_kernels("_elman_backward")
     _check_elman_activation("_elman_backward", activation)
-    valid, has_valid = _valid_operand(valid)
     results = (jax.ShapeDtypeStruct(ys.shape, ys.dtype), jax.ShapeDtypeStruct(dh.shape, dh.dtype))
-    call = jax.ffi.ffi_call(_ELMAN_GRAD_TARGET, results, vmap_method="sequential")
-    return call(
-        w_hh,
-        ys,
-        d_ys,
+    return _call_loop(
+        _ELMAN_GRAD_TARGET,
+        results,
+        (w_hh, ys, d_ys),
         valid,
-        dh,
-        reverse=bool(reverse),
-        has_valid=has_valid,
+        (dh,),
+        reverse=reverse,
         activation=np.int64(_ELMAN_ACTIVATIONS[activation]),
     )
 
@@ -728,24 +727,14 @@ def _gru_forward(
     dtype = xs.dtype
     b = jnp.zeros((3 * hidden,), dtype) if b is None else b
     b_hn = jnp.zeros((hidden,), dtype) if b_hn is None else b_hn
-    valid, has_valid = _valid_operand(valid)
     per_step = (steps, batch, hidden) if factors else (0, 0, 0)  # empty: none written
     results = (
         jax.ShapeDtypeStruct((steps, batch, hidden), dtype),
         jax.ShapeDtypeStruct((batch, hidden), dtype),
         *(jax.ShapeDtypeStruct(per_step, dtype) for _ in range(5)),
     )
-    call = jax.ffi.ffi_call(_GRU_TARGET, results, vmap_method="sequential")
-    outputs = call(
-        xs,
-        w_ih,
-        w_hh,
-        jnp.concatenate([b, b_hn]),
-        h0,
-        valid,
-        reverse=bool(reverse),
-        has_valid=has_valid,
-    )
+    bias = jnp.concatenate([b, b_hn])
+    outputs = _call_loop(_GRU_TARGET, results, (xs, w_ih, w_hh, bias, h0), valid, reverse=reverse)
     return outputs if factors else outputs[:2]
 
 
@@ -787,15 +776,16 @@ def _gru_backward(
       ``(d_r, d_z, d_hn, d_n, dh_0)``: ``(T, B, H)`` each, and ``(B, H)``.
     """
     _require_kernels("_gru_backward")
-    valid, has_valid = _valid_operand(valid)
     results = (
         *(jax.ShapeDtypeStruct(z.shape, z.dtype) for _ in range(4)),
         jax.ShapeDtypeStruct(dh.shape, dh.dtype),
     )
-    aliases = {1: 0, 2: 1, 3: 2, 4: 3}  # each gradient over its factor
-    call = jax.ffi.ffi_call(
-        _GRU_GRAD_TARGET, results, vmap_method="sequential", input_output_aliases=aliases
-    )
-    return call(
-        w_hh, q_r, q_z, q_hn, k_n, z, d_ys, valid, dh, reverse=bool(reverse), has_valid=has_valid
+    return _call_loop(
+        _GRU_GRAD_TARGET,
+        results,
+        (w_hh, q_r, q_z, q_hn, k_n, z, d_ys),
+        valid,
+        (dh,),
+        reverse=reverse,
+        aliases={1: 0, 2: 1, 3: 2, 4: 3},  # each gradient over its factor
     )

@@ -119,6 +119,12 @@ def _batched_metrics(evaluate, params, xs, targets, batch_axis: int, size: int =
     return {name: value / total for name, value in sums.items()}
 
 
+def is_run(record: object) -> bool:
+    """Whether ``record`` (read from JSON) is what ``train`` returns, as ``jaxrnn task
+    --out`` writes it."""
+    return isinstance(record, dict) and {"config", "grad_profiles"} <= set(record)
+
+
 def train(
     config: Config,
     task: Task,

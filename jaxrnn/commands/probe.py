@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import numpy as np
 
 import jaxrnn
 from jaxrnn import plots, probes, tasks
-from jaxrnn.cli import CommandError
+from jaxrnn.cli import CommandError, _writable_folder
 from jaxrnn.commands import _task_training as training
 
 NAME = "probe"
@@ -136,7 +135,7 @@ def _load_runs(paths: list[Path]) -> list[dict[str, Any]]:
             run = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise CommandError(f"cannot read run {path}: {error}") from None
-        if "grad_profiles" not in run or "config" not in run:
+        if not training.is_run(run):
             raise CommandError(f"{path} is not the JSON of `jaxrnn task ... --out`")
         runs.append(run)
     # One figure is one task at one length: its title and baseline are the first run's.
@@ -452,12 +451,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--train-steps must be a positive integer, got {args.train_steps}")
     if args.runs and "trained" not in figures:
         raise CommandError("--runs is for the `trained` figure; add it to the FIGUREs")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        if not os.access(args.out, os.W_OK):
-            raise PermissionError(f"cannot write in {args.out}")
-    except OSError as error:
-        raise CommandError(f"--out {args.out}: {error.strerror or error}.") from None
+    _writable_folder(args.out, "--out")
     draw = {
         "init": figure_init,
         "trained": figure_trained,

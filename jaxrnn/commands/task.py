@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from jaxrnn import plots, tasks
-from jaxrnn.cli import CommandError
+from jaxrnn.cli import CommandError, _writable_folder
 from jaxrnn.commands import _task_training as training
 
 NAME = "task"
@@ -152,17 +152,12 @@ def _check_out(out: Path) -> None:
             earlier = json.loads(out.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             earlier = None
-        if not (isinstance(earlier, dict) and {"config", "grad_profiles"} <= set(earlier)):
+        if not training.is_run(earlier):
             raise CommandError(
                 f"--out {out} exists and is not the JSON of a `jaxrnn task` run; it would be "
                 "replaced. Pass another file, or move that one away."
             )
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if not os.access(out.parent, os.W_OK):
-            raise PermissionError(f"cannot write in {out.parent}")
-    except OSError as error:
-        raise CommandError(f"--out {out}: {error.strerror or error}.") from None
+    _writable_folder(out.parent, "--out", out)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import hashlib
 import math
-import os
 import re
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import jax
 
 from jaxrnn import baselines, checkpoint, data, parallel
 from jaxrnn import train as training
-from jaxrnn.cli import CommandError
+from jaxrnn.cli import CommandError, _writable_folder
 
 NAME = "train"
 HELP = "train a character-level language model (LSTM, GRU or Elman) on a text"
@@ -283,12 +282,7 @@ def _check_outputs(out: Path, metrics: str | None, resume: bool, overwrite: bool
     """Makes ``out`` (and the metrics file's folder) before training, so that a path
     that cannot be written fails now, not after the first evaluation; the metrics
     file of a fresh run must not hold an earlier one's lines, unless ``--overwrite``."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        if not os.access(out, os.W_OK):
-            raise PermissionError(f"cannot write in {out}")
-    except OSError as error:
-        raise CommandError(f"--out {out}: {error.strerror or error}.") from None
+    _writable_folder(out, "--out")
     if metrics is None:
         return None
     path = Path(metrics)
@@ -299,10 +293,7 @@ def _check_outputs(out: Path, metrics: str | None, resume: bool, overwrite: bool
             f"--metrics {path} already holds lines; pass --resume to append to them, "
             "--overwrite to start it afresh, or another file."
         )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CommandError(f"--metrics {path}: {error.strerror or error}.") from None
+    _writable_folder(path.parent, "--metrics", path)
     return path
 
 
