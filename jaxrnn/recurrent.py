@@ -5,8 +5,10 @@ Sequences are time-major: ``xs`` has shape ``(time, *batch, input_size)``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import warnings
 from typing import Any
 
 import jax
@@ -371,7 +373,8 @@ class StackedRNN:
       num_layers: L, at least 1.
       bidirectional: whether each layer also runs backwards (D = 2).
       dropout: the probability of dropping each output of every layer but the
-        last (inverted dropout, applied only when ``apply`` gets a ``key``).
+        last (inverted dropout, applied only when ``apply`` gets a ``key``); with
+        one layer it changes nothing, and a ``UserWarning`` says so, as PyTorch's.
 
     Examples:
       >>> import jax, jax.numpy as jnp, jaxrnn
@@ -402,6 +405,14 @@ class StackedRNN:
             raise TypeError(f"StackedRNN: dropout must be a float in [0, 1), got {dropout!r}.")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"StackedRNN: dropout must lie in [0, 1), got {dropout!r}.")
+        if dropout > 0 and layers == 1:  # as PyTorch's nn.RNN/LSTM/GRU warn
+            warnings.warn(
+                f"StackedRNN: dropout={dropout!r} acts between layers and num_layers=1 has none: "
+                "it changes nothing; stack layers (num_layers > 1) or apply dropout to the "
+                "outputs yourself.",
+                UserWarning,
+                stacklevel=3,  # the caller of the dataclass's __init__
+            )
 
     @property
     def num_directions(self) -> int:
@@ -532,3 +543,13 @@ class StackedRNN:
                 f"(num_layers·num_directions, *batch, hidden_size), for xs of shape "
                 f"{_shape_str(np.shape(xs))}. Build it with model.zero_carry(batch_shape).{hint}"
             ) from None
+
+
+@contextlib.contextmanager
+def quiet_single_layer_dropout():
+    """Within it ``StackedRNN`` does not warn of dropout over one layer: for a model
+    rebuilt from a saved configuration (warned when first built), or a command that
+    says so in its own words."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"StackedRNN: dropout=", UserWarning)
+        yield

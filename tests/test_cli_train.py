@@ -95,6 +95,17 @@ def test_train_then_sample(capsys, text_file, tmp_path):
     )
 
 
+def test_dropout_over_one_layer_is_a_note_not_a_warning(capsys, text_file, tmp_path):
+    # Under pytest a warning is an error: the note replaces the library's warning, and
+    # sampling the saved model does not warn again.
+    argv = ["train", "--text", text_file, *TINY, "--steps", "2", "--out", tmp_path / "run"]
+    status, out, _ = run(capsys, *argv, "--dropout", "0.2")
+    assert status == 0
+    assert "note: --dropout acts between layers; with --layers 1 it changes nothing" in out
+    status, out, _ = run(capsys, "sample", "--checkpoint", tmp_path / "run", "--length", "20")
+    assert status == 0 and len(out.rstrip("\n")) >= 20
+
+
 def test_resume_continues_exactly(capsys, text_file, tmp_path):
     common = ["train", "--text", text_file, *TINY, "--steps", "6"]
     assert (

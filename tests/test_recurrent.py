@@ -1,6 +1,7 @@
 """``unroll`` against a plain Python loop; ``StackedRNN`` against the layers composed by hand."""
 
 import functools
+import warnings
 from typing import NamedTuple
 
 import jax
@@ -11,6 +12,7 @@ import pytest
 from cases import CASES, make_params, max_abs, numpy_carry, random_carry, to_numpy
 
 import jaxrnn
+from jaxrnn.recurrent import quiet_single_layer_dropout
 
 T, B, I, H = 6, 3, 4, 5
 LENGTHS = np.array([6, 1, 4])
@@ -248,6 +250,21 @@ def test_dropout_is_inverted_between_layers_and_off_without_a_key():
     assert max_abs(dropped, again) == 0.0  # the key alone decides
     _, other = model.apply(params, xs, key=jax.random.key(4))
     assert max_abs(dropped, other) > 0.0
+
+
+def test_dropout_over_one_layer_warns_as_pytorch_does():
+    with pytest.warns(UserWarning, match=r"dropout=0.5 acts between layers .* changes nothing"):
+        model = jaxrnn.StackedRNN(jaxrnn.gru(4), num_layers=1, dropout=0.5)
+    params = model.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (5, 2, 3))
+    _, plain = model.apply(params, xs)
+    _, keyed = model.apply(params, xs, key=jax.random.key(2))
+    assert max_abs(plain, keyed) == 0.0  # what the warning says
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jaxrnn.StackedRNN(jaxrnn.gru(4), num_layers=2, dropout=0.5)  # between layers: no warning
+        with quiet_single_layer_dropout():
+            jaxrnn.StackedRNN(jaxrnn.gru(4), num_layers=1, dropout=0.5)
 
 
 def test_stack_under_jit_and_grad():
