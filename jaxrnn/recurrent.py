@@ -288,17 +288,25 @@ def unroll(
     fused, remat = _check_flag("fused", fused), _check_flag("remat", remat)
     compute_dtype = _check_compute_dtype(compute_dtype, xs)
     if fused and _fused.supports(cell, params, xs, carry):
-        return _fused.unroll(
-            cell,
-            params,
-            xs,
-            carry,
-            seq_lengths=seq_lengths,
-            reverse=reverse,
-            unroll=unroll,
-            remat=remat,
-            compute_dtype=compute_dtype,
-        )
+        try:
+            return _fused.unroll(
+                cell,
+                params,
+                xs,
+                carry,
+                seq_lengths=seq_lengths,
+                reverse=reverse,
+                unroll=unroll,
+                remat=remat,
+                compute_dtype=compute_dtype,
+            )
+        except TypeError as error:  # JAX's words name neither unroll nor the way out
+            if "forward-mode autodiff" not in str(error):
+                raise
+            raise TypeError(
+                f"unroll: {error} The fused path of the built-in cells is reverse mode "
+                "only; for jax.jvp, jax.jacfwd or jax.hessian pass fused=False."
+            ) from None
     if compute_dtype is not None:
         why = (
             "fused=False"

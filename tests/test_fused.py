@@ -237,8 +237,11 @@ def test_second_order_reverse_mode_goes_through_the_fused_backward_pass():
 def test_forward_mode_needs_fused_false():
     cell, params, xs, _ = arrays(CASES[5], H, I, jnp.float64, (B,))
     tangent = jnp.ones_like(xs)
-    with pytest.raises(TypeError, match="forward-mode"):
+    hint = r"unroll: can't apply forward-mode .* reverse mode only; .* pass fused=False"
+    with pytest.raises(TypeError, match=hint):
         jax.jvp(lambda x: jaxrnn.unroll(cell, params, x)[1], (xs,), (tangent,))
+    with pytest.raises(TypeError, match=hint):
+        jax.jacfwd(lambda x: jaxrnn.unroll(cell, params, x)[1])(xs)
     _, ys_dot = jax.jvp(lambda x: jaxrnn.unroll(cell, params, x, fused=False)[1], (xs,), (tangent,))
     assert ys_dot.shape == (T, B, H)
 
