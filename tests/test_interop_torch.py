@@ -153,6 +153,17 @@ def test_from_torch_keeps_float64():
     np.testing.assert_allclose(got, want.detach().numpy(), atol=1e-12)
 
 
+def test_a_batch_first_module_converts_with_a_warning_to_swap_axes():
+    module = torch.nn.LSTM(3, 4, num_layers=2, batch_first=True)
+    with pytest.warns(UserWarning, match=r"batch_first=True, the jaxrnn model time-major"):
+        model, params = from_torch(module)
+    x = torch.randn(2, 5, 3)  # (batch, time, input)
+    want, (h_n, _) = module(x)
+    carry, ys = model.apply(params, jnp.swapaxes(jnp.asarray(x.numpy()), 0, 1))
+    np.testing.assert_allclose(jnp.swapaxes(ys, 0, 1), want.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(carry.h, h_n.detach().numpy(), atol=1e-5)
+
+
 def test_conversion_errors_are_clear():
     with pytest.raises(TypeError, match=r"module must be a torch.nn.RNN, LSTM or GRU, got Linear"):
         from_torch(torch.nn.Linear(2, 3))

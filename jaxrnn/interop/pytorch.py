@@ -10,6 +10,7 @@ computes the same function.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -127,7 +128,8 @@ def from_torch(module: Any) -> tuple[StackedRNN, tuple[tuple[Any, ...], ...]]:
     Every layer, both directions, ``bias=False`` and both of ``nn.RNN``'s
     nonlinearities are supported. The model is time-major, like PyTorch's
     default ``batch_first=False``: with a ``batch_first`` module, swap the
-    first two axes of the inputs.
+    first two axes of the inputs and outputs (a ``UserWarning`` says so, since
+    batch-major inputs of the right sizes would run without an error).
 
     Args:
       module: a ``torch.nn.RNN``, ``torch.nn.LSTM`` (``proj_size=0``) or
@@ -157,6 +159,14 @@ def from_torch(module: Any) -> tuple[StackedRNN, tuple[tuple[Any, ...], ...]]:
         raise ValueError(
             f"from_torch: nn.LSTM with proj_size={module.proj_size} has no jaxrnn equivalent "
             "yet; use proj_size=0."
+        )
+    if module.batch_first:
+        warnings.warn(
+            "from_torch: the module is batch_first=True, the jaxrnn model time-major: give it "
+            "jnp.swapaxes(xs, 0, 1) and swap its ys back; its carry is (L·D, batch, H) either "
+            "way, as the module's h_n.",
+            UserWarning,
+            stacklevel=2,
         )
     dtype_name = str(module.weight_ih_l0.dtype).removeprefix("torch.")
     if dtype_name not in _TORCH_DTYPES:
