@@ -199,6 +199,117 @@ def test_bfloat16_params_and_state_stay_bfloat16(case: Case) -> None:
         np.testing.assert_allclose(got[finite], want[finite], rtol=2e-2, atol=1e-3 * scale)
 
 
+# Every decay-like hyper-parameter of the cases, given as a float32 array instead.
+ARRAY_HYPERPARAMETERS = {"momentum", "decay", "rho", "b1", "b2"}
+CASES_WITH_DECAYS = [
+    c for c in CASES if any(isinstance(c.options.get(k), float) for k in ARRAY_HYPERPARAMETERS)
+]
+
+
+@pytest.mark.parametrize("case", CASES_WITH_DECAYS, ids=str)
+def test_states_keep_their_dtypes_under_array_hyperparameters_in_a_scan(case: Case) -> None:
+    # A float32 array (or a traced value) as a decay rate promotes a bfloat16
+    # moment to float32; the state must keep its dtypes to be a scan's carry.
+    kwargs = {
+        key: jnp.asarray(value, jnp.float32)
+        if key in ARRAY_HYPERPARAMETERS and isinstance(value, float)
+        else value.build(optim)
+        if hasattr(value, "build")
+        else value
+        for key, value in case.kwargs
+    }
+    tx = getattr(optim, case.name)(**kwargs)
+    _, params = problem("quadratic", jnp.bfloat16)
+    state = tx.init(params)
+
+    def body(carry, _):
+        params, state = carry
+        updates, state = tx.update(params, state, params)
+        return (optim.apply_updates(params, updates), state), None
+
+    (new_params, new_state), _ = jax.lax.scan(body, (params, state), None, length=3)
+    chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state)
+    chex.assert_trees_all_equal_dtypes(new_params, params)
+
+
+def test_complex_parameters_use_the_squared_magnitude_as_optax_does() -> None:
+    params = jnp.asarray([1.0 + 2.0j, -0.5 + 0.25j, 3.0 - 1.0j], jnp.complex128)
+    grads = [params * (0.3 - 0.7j) ** k for k in range(4)]
+    for name, kwargs in [
+        ("adam", dict(learning_rate=0.1)),
+        ("rmsprop", dict(learning_rate=0.1)),
+        ("rmsprop", dict(learning_rate=0.1, centered=True)),
+        ("adagrad", dict(learning_rate=0.1)),
+    ]:
+        tx, theirs = getattr(optim, name)(**kwargs), getattr(optax, name)(**kwargs)
+        state, their_state = tx.init(params), theirs.init(params)
+        for g in grads:
+            got, state = tx.update(g, state, params)
+            want, their_state = theirs.update(g, their_state, params)
+            np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=name)
+    assert np.isrealobj(optim.global_norm({"a": params, "b": jnp.ones(2)}))
+    np.testing.assert_allclose(
+        optim.global_norm({"a": params, "b": jnp.ones(2)}), optax.tree.norm((params, jnp.ones(2)))
+    )
+    clipped, _ = optim.clip_by_global_norm(1.0).update(params, optim.EmptyState())
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(clipped)), 1.0, rtol=1e-12)
+    # Adadelta (optax squares g itself there): the equations with |g|², in NumPy.
+    tx = optim.adadelta(learning_rate=1.0, rho=0.9, eps=1e-6)
+    state, e_g, e_x = tx.init(params), np.zeros(3), np.zeros(3)
+    for g in grads:
+        got, state = tx.update(g, state, params)
+        g = np.asarray(g)
+        e_g = 0.9 * e_g + 0.1 * np.abs(g) ** 2
+        delta = np.sqrt(e_x + 1e-6) / np.sqrt(e_g + 1e-6) * g
+        e_x = 0.9 * e_x + 0.1 * np.abs(delta) ** 2
+        np.testing.assert_allclose(got, -delta, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "nadam", "adamax", "rmsprop"])
+def test_eager_steps_equal_optax_eager_steps(name: str) -> None:
+    # Eagerly, JAX computes β^t of a float32 and an int32 otherwise than under
+    # jit; optax compiles its bias correction, so must jaxrnn to step as it does.
+    # (Without x64, as users run: with it, β^t is computed in float64.)
+    with jax.enable_x64(False):
+        _eager_steps_equal_optax_eager_steps(name)
+
+
+def _eager_steps_equal_optax_eager_steps(name: str) -> None:
+    kwargs = {"bias_correction": True} if name == "rmsprop" else {}
+    tx = getattr(optim, name)(learning_rate=0.01, **kwargs)
+    theirs = getattr(optax, name)(learning_rate=0.01, **kwargs)
+    params = their_params = jnp.ones(3, jnp.float32)
+    g = jnp.asarray([0.5, -2.0, 1e-3], jnp.float32)
+    state, their_state = tx.init(params), theirs.init(params)
+    for _ in range(50):
+        updates, state = tx.update(g, state, params)
+        params = optim.apply_updates(params, updates)
+        updates, their_state = theirs.update(g, their_state, their_params)
+        their_params = optax.apply_updates(their_params, updates)
+    np.testing.assert_array_equal(params, their_params)
+
+
+def test_adagrad_steps_zero_where_every_gradient_was_zero() -> None:
+    tx = optim.adagrad(0.1, initial_accumulator_value=0.0, eps=0.0)
+    g = jnp.asarray([0.0, 2.0, -3.0], jnp.float32)
+    state = tx.init(g)
+    for step in (1, 2):  # G = step·g², so the step is −η·sign(g)/√step, and 0 (not 0/0) at g = 0
+        updates, state = tx.update(g, state, g)
+        np.testing.assert_allclose(updates, np.asarray([0.0, -0.1, 0.1]) / np.sqrt(step), rtol=1e-6)
+
+
+def test_integer_parameters_step_as_their_float_copies() -> None:
+    params = jnp.asarray([1, 2, 3], jnp.int32)
+    copies = params.astype(jnp.float32)
+    grads = [jnp.asarray([0.5, -1.0, 2.0], jnp.float32), jnp.asarray([-2.0, 1.0, 0.5], jnp.float32)]
+    tx = optim.adam(0.1)
+    state, copy_state = tx.init(params), tx.init(copies)
+    for g in grads:  # the moments become floats, not integers that truncate them
+        got, state = tx.update(g, state, params)
+        want, copy_state = tx.update(g, copy_state, copies)
+        np.testing.assert_array_equal(got, want)
+
+
 def test_mu_dtype_and_accumulator_dtype() -> None:
     params = jnp.ones(3, jnp.float32)
     tx = optim.adam(0.1, mu_dtype=jnp.bfloat16)
@@ -301,6 +412,24 @@ INVALID = [
         "max_consecutive_skips",
         ">= 0",
     ),
+    # NumPy scalars and 0-d arrays are concrete numbers too; an infinite step is no step.
+    (optim.adam, dict(learning_rate=np.array(-0.1)), "learning_rate", ">= 0"),
+    (optim.adam, dict(learning_rate=1e-3, b1=np.array(1.0)), "b1", "[0, 1)"),
+    (optim.sgd, dict(learning_rate=np.float32(0.1), momentum=np.array(1.0)), "momentum", "[0, 1)"),
+    (optim.sgd, dict(learning_rate=float("inf")), "learning_rate", "finite"),
+    (optim.adam, dict(learning_rate=np.array(np.inf)), "learning_rate", "finite"),
+    (
+        optim.join_schedules,
+        dict(schedules=[optim.constant_schedule(1.0)] * 3, boundaries=[5, 2]),
+        "boundaries",
+        "increasing order",
+    ),
+    (
+        optim.join_schedules,
+        dict(schedules=[optim.constant_schedule(1.0)] * 2, boundaries=[-1]),
+        "boundaries",
+        "steps >= 0",
+    ),
 ]
 
 
@@ -351,6 +480,24 @@ def test_flags_and_chained_factories_are_refused_with_the_fix() -> None:
         TypeError, match=r"chain: argument 2 must be a gradient transformation.*call it.*adam"
     ):
         optim.chain(optim.sgd(0.1), optim.adam)
+    with pytest.raises(
+        TypeError, match=r"skip_not_finite: inner must be a gradient transformation.*adam\(\.\.\.\)"
+    ):
+        optim.skip_not_finite(optim.adam)
+    with pytest.raises(TypeError, match=r"max_consecutive_skips must be an int >= 0 or None"):
+        optim.skip_not_finite(optim.sgd(0.1), max_consecutive_skips=2.5)
+    with pytest.raises(TypeError, match=r"flip_sign must be True or False, got 'no'"):
+        optim.scale_by_learning_rate(0.1, flip_sign="no")
+
+
+def test_a_mask_of_another_structure_is_named() -> None:
+    params = {"w": jnp.ones(2), "b": jnp.ones(1)}
+    for tx in (
+        optim.add_decayed_weights(0.1, mask={"w": True, "c": False}),
+        optim.adamw(0.1, mask=lambda p: {"w": True}),
+    ):
+        with pytest.raises(ValueError, match=r"mask must have the structure of the parameters"):
+            tx.update(params, tx.init(params), params)
 
 
 # ---------------------------------------------------------------------- docs

@@ -3,13 +3,15 @@
 A hyper-parameter is a real number, an array of real numbers or (where a
 schedule is allowed) a callable; anything else (a string, ``None``, a complex
 number, a bool) is refused at once. Values are checked only when they are
-concrete Python (or NumPy) numbers: a schedule, a traced value or a JAX array
-passes through unchecked, so that hyper-parameters can still be swept with
-``jax.vmap`` or passed in from a jitted function.
+concrete Python or NumPy numbers (or NumPy arrays of shape ``()``): a schedule,
+a traced value or a JAX array passes through unchecked, so that
+hyper-parameters can still be swept with ``jax.vmap`` or passed in from a
+jitted function.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -19,6 +21,15 @@ import numpy as np
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> Any:
+    """``value`` as a Python number when it is a concrete one (a Python or NumPy
+    number, or a NumPy array of shape ``()``, whose value is known when the
+    optimizer is built); else ``None`` (a schedule, a JAX array, a traced value)."""
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iuf":
+        return value.item()
+    return value if _is_number(value) else None
 
 
 def check_kind(where: str, name: str, value: Any) -> None:
@@ -53,17 +64,19 @@ def check_flag(where: str, name: str, value: Any) -> bool:
 def check_non_negative(where: str, name: str, value: Any, hint: str = "") -> None:
     """Raise ``ValueError`` unless ``value`` (when a number) is ``>= 0``."""
     check_kind(where, name, value)
-    if _is_number(value) and not value >= 0:  # `not >=` also rejects NaN
+    number = _number(value)
+    if number is not None and not number >= 0:  # `not >=` also rejects NaN
         hint = f" ({hint})" if hint else ""
-        raise ValueError(f"{where}: {name} must be >= 0{hint}, got {name}={value!r}.")
+        raise ValueError(f"{where}: {name} must be >= 0{hint}, got {name}={number!r}.")
 
 
 def check_positive(where: str, name: str, value: Any, hint: str = "") -> None:
     """Raise ``ValueError`` unless ``value`` (when a number) is ``> 0``."""
     check_kind(where, name, value)
-    if _is_number(value) and not value > 0:
+    number = _number(value)
+    if number is not None and not number > 0:
         hint = f" ({hint})" if hint else ""
-        raise ValueError(f"{where}: {name} must be > 0{hint}, got {name}={value!r}.")
+        raise ValueError(f"{where}: {name} must be > 0{hint}, got {name}={number!r}.")
 
 
 def check_decay(where: str, name: str, value: Any) -> None:
@@ -73,18 +86,22 @@ def check_decay(where: str, name: str, value: Any) -> None:
     forever (and make Adam's bias correction divide by zero).
     """
     check_kind(where, name, value)
-    if _is_number(value) and not 0 <= value < 1:
+    number = _number(value)
+    if number is not None and not 0 <= number < 1:
         raise ValueError(
             f"{where}: {name} must be in [0, 1) (a decay rate: the weight of the "
-            f"running average's past), got {name}={value!r}."
+            f"running average's past), got {name}={number!r}."
         )
 
 
 def check_learning_rate(where: str, value: Any) -> None:
-    """Raise ``ValueError`` for a negative learning rate given as a number."""
+    """Raise ``ValueError`` for a negative or infinite learning rate given as a number."""
     check_non_negative(
         where,
         "learning_rate",
         value,
         "the optimizers flip the sign themselves: pass a positive step size to descend",
     )
+    number = _number(value)
+    if number is not None and not math.isfinite(number):
+        raise ValueError(f"{where}: learning_rate must be finite, got learning_rate={number!r}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -18,6 +19,16 @@ def ema(new: Updates, average: Updates, decay: Any) -> Updates:
     return jax.tree.map(lambda x, a: (1 - decay) * x + decay * a, new, average)
 
 
+def abs_sq(x: jax.Array) -> jax.Array:
+    """`|x|²`: `x·x` for real `x` (the same program as `x**2`), `Re(x̄·x)` for complex
+    `x`, whose `x·x` is neither real nor the magnitude (as optax's `abs_sq`)."""
+    return (x.conj() * x).real if jnp.iscomplexobj(x) else x * x
+
+
+# Compiled even when called eagerly, as optax's bias correction is: eagerly,
+# `decay**count` of a float32 and an int32 is computed otherwise than under jit
+# (up to 1e-5 apart), and an optimizer must step the same either way.
+@functools.partial(jax.jit, inline=True)
 def bias_corrected(average: Updates, decay: Any, count: jax.Array) -> Updates:
     """`average / (1 − decay^count)`: undo the pull towards a zero initial value.
 
@@ -27,6 +38,16 @@ def bias_corrected(average: Updates, decay: Any, count: jax.Array) -> Updates:
     """
     correction = 1 - decay**count
     return jax.tree.map(lambda a: a / correction.astype(a.dtype), average)
+
+
+def keep_dtypes(new: Updates, old: Updates) -> Updates:
+    """`new` cast to the dtypes of `old`, leaf by leaf, where those are inexact: a
+    state whose dtypes stay fixed can be a `lax.scan` carry (a float32 array or
+    traced hyper-parameter would promote bfloat16 states), while an integer
+    parameter's state may become a float, as optax's does."""
+    return jax.tree.map(
+        lambda n, o: n.astype(o.dtype) if jnp.issubdtype(o.dtype, jnp.inexact) else n, new, old
+    )
 
 
 def zeros_like(params: Params, dtype: Any = None) -> Updates:

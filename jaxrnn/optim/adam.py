@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn.optim._checks import check_decay, check_flag, check_non_negative
-from jaxrnn.optim._tree import bias_corrected, ema, zero_count, zeros_like
+from jaxrnn.optim._tree import abs_sq, bias_corrected, ema, keep_dtypes, zero_count, zeros_like
 from jaxrnn.optim.base import GradientTransformation, Params, Updates, safe_increment
 
 
@@ -91,7 +91,7 @@ def scale_by_adam(
         del params
         count = safe_increment(state.count)
         mu = ema(updates, state.mu, b1)
-        nu = ema(jax.tree.map(lambda g: g * g, updates), state.nu, b2)
+        nu = ema(jax.tree.map(abs_sq, updates), state.nu, b2)
         if nesterov:
             mu_hat = jax.tree.map(
                 lambda m, g: b1 * m + (1 - b1) * g,
@@ -102,10 +102,7 @@ def scale_by_adam(
             mu_hat = bias_corrected(mu, b1, count)
         nu_hat = bias_corrected(nu, b2, count)
         updates = jax.tree.map(lambda m, v: m / (jnp.sqrt(v + eps_root) + eps), mu_hat, nu_hat)
-        # Keep the state's dtypes fixed (a traced float32 b1 would promote
-        # bfloat16 moments), so that the state can be a `lax.scan` carry.
-        mu = jax.tree.map(lambda new, old: new.astype(old.dtype), mu, state.mu)
-        nu = jax.tree.map(lambda new, old: new.astype(old.dtype), nu, state.nu)
+        mu, nu = keep_dtypes(mu, state.mu), keep_dtypes(nu, state.nu)
         return updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init, update)
@@ -159,6 +156,7 @@ def scale_by_adamax(
         nu = jax.tree.map(lambda g, v: jnp.maximum(b2 * v, jnp.abs(g) + eps), updates, state.nu)
         mu_hat = bias_corrected(mu, b1, count)
         updates = jax.tree.map(lambda m, v: m / v, mu_hat, nu)
+        mu, nu = keep_dtypes(mu, state.mu), keep_dtypes(nu, state.nu)
         return updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
 
     return GradientTransformation(init, update)

@@ -76,6 +76,22 @@ class GradientTransformation(NamedTuple):
     update: TransformUpdateFn
 
 
+def check_transformation(where: str, name: str, transform: Any) -> None:
+    """Raise ``TypeError`` unless ``transform`` has an ``init`` and an ``update`` (an
+    optimizer's factory, e.g. ``adam`` for ``adam(1e-3)``, gets the fix spelled out)."""
+    if callable(getattr(transform, "init", None)) and callable(getattr(transform, "update", None)):
+        return
+    hint = (
+        f" It is a function: call it to build the transformation, e.g. {transform.__name__}(...)."
+        if callable(transform) and hasattr(transform, "__name__")
+        else ""
+    )
+    raise TypeError(
+        f"{where}: {name} must be a gradient transformation (with init and update), "
+        f"got {type(transform).__name__}.{hint}"
+    )
+
+
 class EmptyState(NamedTuple):
     """The state of a transformation that keeps none."""
 
@@ -143,20 +159,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """
     transforms = tuple(transforms)
     for number, transform in enumerate(transforms, 1):
-        if not (
-            callable(getattr(transform, "init", None))
-            and callable(getattr(transform, "update", None))
-        ):
-            hint = (
-                f" It is a function: call it to build the transformation, e.g. "
-                f"{transform.__name__}(...)."
-                if callable(transform) and hasattr(transform, "__name__")
-                else ""
-            )
-            raise TypeError(
-                f"chain: argument {number} must be a gradient transformation (with init and "
-                f"update), got {type(transform).__name__}.{hint}"
-            )
+        check_transformation("chain", f"argument {number}", transform)
     forwards_extra_args = tuple(_accepts_extra_args(t.update) for t in transforms)
 
     def init(params: Params) -> tuple[OptState, ...]:

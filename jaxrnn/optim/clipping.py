@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn.optim._checks import check_non_negative, check_positive
+from jaxrnn.optim._tree import abs_sq
 from jaxrnn.optim.base import EmptyState, GradientTransformation, Params, Updates
 
 
@@ -15,13 +16,13 @@ def _init_empty(params: Params) -> EmptyState:
 
 
 def global_norm(updates: Updates) -> jax.Array:
-    """The Euclidean norm of all the leaves together: `‖g‖ = √(Σ_leaves Σ_i g_i²)`.
+    """The Euclidean norm of all the leaves together: `‖g‖ = √(Σ_leaves Σ_i |g_i|²)`.
 
     Args:
         updates: a pytree of arrays.
 
     Returns:
-        A scalar array, of the leaves' (promoted) dtype.
+        A scalar array, of the leaves' (promoted) dtype (real for complex leaves).
 
     Examples:
         >>> import jax.numpy as jnp
@@ -31,7 +32,7 @@ def global_norm(updates: Updates) -> jax.Array:
         >>> optim.global_norm(tree)
         Array(5., dtype=float32)
     """
-    squares = jax.tree.map(lambda g: jnp.sum(g * g), updates)
+    squares = jax.tree.map(lambda g: jnp.sum(abs_sq(g)), updates)
     return jnp.sqrt(jax.tree.reduce(lambda a, b: a + b, squares, initializer=0))
 
 

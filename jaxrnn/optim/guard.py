@@ -6,6 +6,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrnn.optim._checks import check_non_negative
 from jaxrnn.optim.base import (
@@ -14,6 +15,7 @@ from jaxrnn.optim.base import (
     Params,
     Updates,
     _accepts_extra_args,
+    check_transformation,
     safe_increment,
 )
 
@@ -88,7 +90,15 @@ def skip_not_finite(
         >>> u, int(state.total_skipped)
         (Array([0., 0.], dtype=float32), 1)
     """
+    check_transformation("skip_not_finite", "inner", inner)
     if max_consecutive_skips is not None:
+        if isinstance(max_consecutive_skips, bool) or not isinstance(
+            max_consecutive_skips, int | np.integer
+        ):
+            raise TypeError(
+                "skip_not_finite: max_consecutive_skips must be an int >= 0 or None, got "
+                f"{max_consecutive_skips!r}."
+            )
         check_non_negative("skip_not_finite", "max_consecutive_skips", max_consecutive_skips)
     forwards_extra_args = _accepts_extra_args(inner.update)
 

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.optim._checks import check_learning_rate, check_non_negative
+from jaxrnn.optim._checks import check_flag, check_learning_rate, check_non_negative
 from jaxrnn.optim.base import (
     EmptyState,
     GradientTransformation,
@@ -120,7 +120,7 @@ def scale_by_learning_rate(
         Array([-0.1, -0.1], dtype=float32)
     """
     check_learning_rate("scale_by_learning_rate", learning_rate)
-    sign = -1 if flip_sign else 1
+    sign = -1 if check_flag("scale_by_learning_rate", "flip_sign", flip_sign) else 1
     if callable(learning_rate):
         return scale_by_schedule(lambda count: sign * learning_rate(count))
     return scale(sign * learning_rate)
@@ -193,6 +193,14 @@ def add_decayed_weights(
         if mask is None:
             return jax.tree.map(decayed, updates, params), state
         mask_tree = mask(params) if callable(mask) else mask
+        try:  # JAX's own message would name neither the mask nor the parameters
+            jax.tree.structure(mask_tree).flatten_up_to(params)
+        except ValueError:
+            raise ValueError(
+                "add_decayed_weights: mask must have the structure of the parameters or a "
+                f"prefix of it, got {jax.tree.structure(mask_tree)} for parameters "
+                f"{jax.tree.structure(params)}."
+            ) from None
 
         def masked(m: bool, g: Updates, p: Params) -> Updates:
             return jax.tree.map(lambda g, p: decayed(g, p) if m else g, g, p)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxrnn.optim._checks import check_non_negative, check_positive
+from jaxrnn.optim._checks import check_kind, check_non_negative, check_positive
 from jaxrnn.optim.base import Schedule
 
 
@@ -181,7 +181,8 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
 
     Args:
         schedules: n schedules.
-        boundaries: the n − 1 steps at which the next schedule takes over.
+        boundaries: the n − 1 steps at which the next schedule takes over, >= 0
+            and in increasing order.
 
     Returns:
         A `Schedule`.
@@ -199,6 +200,13 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
             f"join_schedules: boundaries must have one entry fewer than schedules "
             f"(one per hand-over), got {len(schedules)} schedules and "
             f"{len(boundaries)} boundaries."
+        )
+    for boundary in boundaries:
+        check_kind("join_schedules", "a boundary", boundary)
+    if list(boundaries) != sorted(boundaries) or any(b < 0 for b in boundaries):
+        raise ValueError(
+            "join_schedules: boundaries must be steps >= 0 in increasing order (the "
+            f"hand-overs, one after the other), got {list(boundaries)}."
         )
 
     def schedule(count: jax.Array) -> jax.Array:

@@ -17,7 +17,15 @@ import jax
 import jax.numpy as jnp
 
 from jaxrnn.optim._checks import check_decay, check_flag, check_non_negative
-from jaxrnn.optim._tree import bias_corrected, ema, full_like, zero_count, zeros_like
+from jaxrnn.optim._tree import (
+    abs_sq,
+    bias_corrected,
+    ema,
+    full_like,
+    keep_dtypes,
+    zero_count,
+    zeros_like,
+)
 from jaxrnn.optim.base import GradientTransformation, Params, Updates, safe_increment
 
 # ---------------------------------------------------------------------- momentum
@@ -79,6 +87,8 @@ def trace(
         updates = jax.tree.map(lambda g, m: g + decay * m, updates, m) if nesterov else m
         if accumulator_dtype is not None:
             m = jax.tree.map(lambda x: x.astype(accumulator_dtype), m)
+        else:
+            m = keep_dtypes(m, state.trace)
         return updates, TraceState(trace=m)
 
     return GradientTransformation(init, update)
@@ -134,7 +144,7 @@ def scale_by_rss(
         updates: Updates, state: ScaleByRssState, params: Params | None = None
     ) -> tuple[Updates, ScaleByRssState]:
         del params
-        G = jax.tree.map(lambda g, G: G + g * g, updates, state.sum_of_squares)
+        G = jax.tree.map(lambda g, G: G + abs_sq(g), updates, state.sum_of_squares)
         # Where G is still 0 the gradient has always been 0: step 0, not 0/√0.
         inv_root = jax.tree.map(lambda G: jnp.where(G > 0, jax.lax.rsqrt(G + eps), 0.0), G)
         updates = jax.tree.map(lambda s, g: s * g, inv_root, updates)
@@ -224,12 +234,12 @@ def scale_by_rms(
     ) -> tuple[Updates, ScaleByRmsState]:
         del params
         count = safe_increment(state.count) if bias_correction else None
-        nu = ema(jax.tree.map(lambda g: g * g, updates), state.nu, decay)
+        nu = ema(jax.tree.map(abs_sq, updates), state.nu, decay)
         mu = ema(updates, state.mu, decay) if centered else None
         nu_hat = bias_corrected(nu, decay, count) if bias_correction else nu
         if centered:
             mu_hat = bias_corrected(mu, decay, count) if bias_correction else mu
-            s = jax.tree.map(lambda n, m: n - m * m, nu_hat, mu_hat)
+            s = jax.tree.map(lambda n, m: n - abs_sq(m), nu_hat, mu_hat)
         else:
             s = nu_hat
         if eps_in_sqrt:
@@ -248,7 +258,8 @@ def scale_by_rms(
                 lambda k, s: jnp.where(radicand(s) < 0, at_zero.astype(k.dtype), k), scaling, s
             )
         updates = jax.tree.map(lambda k, g: k * g, scaling, updates)
-        return updates, ScaleByRmsState(count=count, mu=mu, nu=nu)
+        mu = keep_dtypes(mu, state.mu) if centered else None
+        return updates, ScaleByRmsState(count=count, mu=mu, nu=keep_dtypes(nu, state.nu))
 
     return GradientTransformation(init, update)
 
@@ -305,14 +316,16 @@ def scale_by_adadelta(
         updates: Updates, state: ScaleByAdadeltaState, params: Params | None = None
     ) -> tuple[Updates, ScaleByAdadeltaState]:
         del params
-        e_g = ema(jax.tree.map(lambda g: g * g, updates), state.e_g, rho)
+        e_g = ema(jax.tree.map(abs_sq, updates), state.e_g, rho)
         delta = jax.tree.map(
             lambda g, e_g, e_x: (jnp.sqrt(e_x + eps) / jnp.sqrt(e_g + eps)) * g,
             updates,
             e_g,
             state.e_x,
         )
-        e_x = ema(jax.tree.map(lambda d: d * d, delta), state.e_x, rho)
-        return delta, ScaleByAdadeltaState(e_g=e_g, e_x=e_x)
+        e_x = ema(jax.tree.map(abs_sq, delta), state.e_x, rho)
+        return delta, ScaleByAdadeltaState(
+            e_g=keep_dtypes(e_g, state.e_g), e_x=keep_dtypes(e_x, state.e_x)
+        )
 
     return GradientTransformation(init, update)
