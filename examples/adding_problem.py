@@ -1,4 +1,4 @@
-"""An LSTM learns the adding problem: the demo `make demo` runs.
+"""An LSTM learns the adding problem (Hochreiter & Schmidhuber 1997).
 
     python examples/adding_problem.py [--length 50] [--steps 800] [--cell lstm]
 

@@ -87,7 +87,8 @@ class Cell(NamedTuple):
         users (which need only the first three fields).
       project_inputs: ``project_inputs(params, xs) -> gate_inputs``, the part of
         the pre-activation that depends on the inputs only (``xs @ w_ih + b``).
-        ``unroll`` computes it for all time steps in one matmul before the scan.
+        ``unroll(..., fused=False)`` computes it for all time steps in one matmul
+        before the scan (the fused path projects ``xs @ w_ih`` its own way).
       step_projected: ``step_projected(params, carry, gate_inputs) -> (carry, y)``,
         the rest of ``step``; ``step(p, c, x) == step_projected(p, c,
         project_inputs(p, x))``.

@@ -5,9 +5,10 @@ cells written by users keep plain autodiff of their ``step`` under ``lax.scan``.
 Both compute the same function and the same gradients (tested to 1e-10 in
 float64); the fused path is faster because of where the work goes:
 
-- **Forward.** The input projection ``xs @ w_ih + b`` of all T steps is one
-  ``(T·B, I) x (I, G·H)`` matmul before the scan; each step does one fused
-  ``(B, H) x (H, G·H)`` matmul and the gate arithmetic. Under differentiation
+- **Forward.** The input projection ``xs @ w_ih`` of all T steps is one
+  ``(T·B, I) x (I, G·H)`` matmul before the scan (one per gate for the GRU);
+  each step does one fused ``(B, H) x (H, G·H)`` matmul and the gate
+  arithmetic, the bias included. Under differentiation
   the scan also stores what the backward pass needs: the gate activations,
   or for the LSTM the factors its backward loop multiplies by (computed in
   the step, while its values are in cache; a pass over all steps' gates
@@ -27,7 +28,8 @@ float64); the fused path is faster because of where the work goes:
   the gate pre-activations of all steps with two large matmuls, since every
   previous state is known once ``ys`` is. Memory per layer falls from about
   ``(G + 3)·T·B·H`` numbers for the LSTM and the GRU (their backward pass's
-  factors and ``ys``) to ``2·T·B·H``, for little time.
+  factors and ``ys``) to ``2·T·B·H`` for the LSTM (``ys`` and the cell
+  states) and ``T·B·H`` for the GRU (``ys``), for little time.
 
 - **oneMKL on a CPU** (``jaxrnn.blas``, where installed): every matmul in the
   data's dtype is a custom call into oneMKL, and each of the two loops of the

@@ -471,7 +471,7 @@ def recurrent_spectrum(cell: Cell, params: Params) -> dict[str, Spectrum]:
     r"""Singular values and spectral radius of each gate block of ``w_hh``.
 
     For an Elman cell, $h_t = \phi(x_t W_{ih} + h_{t-1} W_{hh} + b)$ gives
-    $\partial h_t / \partial h_{t-1} = W_{hh}^\top \operatorname{diag}\phi'$, so
+    $\partial h_t / \partial h_{t-1} = \operatorname{diag}(\phi')\,W_{hh}^\top$, so
     $\lVert \partial L / \partial h_t \rVert$ vanishes when
     $\sigma_{\max}(W_{hh}) < 1/\gamma$, with $\gamma \ge |\phi'|$ (1 for tanh),
     and may explode when it is larger (Pascanu et al. 2013). The spectral
