@@ -301,12 +301,17 @@ def _init_weights(key: Array, spec: CellSpec, input_size: int):
         scale = 1.0 / np.sqrt(hidden)
         w_ih = initializers.uniform(k_ih, (input_size, gates * hidden), dtype, scale)
         w_hh = initializers.uniform(k_hh, (hidden, gates * hidden), dtype, scale)
-        # PyTorch's two biases (b_ih + b_hh) fuse into one: their sum is what matters.
+        # PyTorch's two biases (b_ih + b_hh) fuse into one: their sum is what matters,
+        # except the GRU's b_hh_n (reset after the matmul), which r multiplies: it
+        # stays apart as b_hn, and b's n block is b_ih_n alone.
         k_b1, k_b2 = jax.random.split(k_b)
-        b = initializers.uniform(k_b1, (gates * hidden,), dtype, scale) + initializers.uniform(
-            k_b2, (gates * hidden,), dtype, scale
-        )
-        b_extra = initializers.uniform(k_extra, (hidden,), dtype, scale)
+        b_ih = initializers.uniform(k_b1, (gates * hidden,), dtype, scale)
+        b_hh = initializers.uniform(k_b2, (gates * hidden,), dtype, scale)
+        if spec.kind == "gru" and spec.reset_after:
+            b, b_extra = b_ih.at[: 2 * hidden].add(b_hh[: 2 * hidden]), b_hh[2 * hidden :]
+        else:
+            b = b_ih + b_hh
+            b_extra = initializers.uniform(k_extra, (hidden,), dtype, scale)
     elif spec.init == "orthogonal":
         w_ih = initializers.glorot_uniform(k_ih, (input_size, gates * hidden), dtype, gates)
         w_hh = initializers.orthogonal_blocks(k_hh, hidden, gates, dtype)
