@@ -60,6 +60,12 @@ CASES = [
         functools.partial(ref.gru_step, reset_after=False),
     ),
     CellCase("gru-nobias", functools.partial(jaxrnn.gru, use_bias=False), ref.gru_step),
+    # The fused path's third Elman slope, tested here without jaxrnn.blas's kernels too.
+    CellCase(
+        "elman-sigmoid",
+        functools.partial(jaxrnn.elman, activation=jax.nn.sigmoid),
+        functools.partial(ref.elman_step, activation=ref.sigmoid),
+    ),
 ]
 
 

@@ -106,6 +106,25 @@ def test_refusals_name_what_is_wrong(tmp_path):
     fewer = {k: v for k, v in make_tree().items() if k != "flag"}
     with pytest.raises(checkpoint.CheckpointError, match=r"unexpected \['flag'\]"):
         checkpoint.load(path, fewer)
+    more = {**make_tree(), "extra": jnp.zeros(2)}
+    with pytest.raises(checkpoint.CheckpointError, match=r"it lacks \['extra'\]"):
+        checkpoint.load(path, more)
+    # Same shapes, other dtypes: refused, never cast silently.
+    other = make_tree()
+    other["params"][0] = Inner(other["params"][0].w, jnp.float32(0))
+    with pytest.raises(
+        checkpoint.CheckpointError, match=r"count is int32\[\] there, float32\[\] here"
+    ):
+        checkpoint.load(path, other)
+    other = {**make_tree(), "half": jnp.zeros(5, jnp.float32)}
+    with pytest.raises(checkpoint.CheckpointError, match=r"\['half'\] is bfloat16\[5\] there"):
+        checkpoint.load(path, other)
+    other = {**make_tree(), "key": jax.random.split(jax.random.key(0), 4)}
+    with pytest.raises(checkpoint.CheckpointError, match=r"\['key'\] is a PRNG key of shape \[\]"):
+        checkpoint.load(path, other)
+    other = {**make_tree(), "key": jnp.zeros((), jnp.uint32)}
+    with pytest.raises(checkpoint.CheckpointError, match=r"\['key'\] is a PRNG key"):
+        checkpoint.load(path, other)
 
 
 def test_save_never_replaces_a_file_that_is_not_a_checkpoint(tmp_path):

@@ -82,6 +82,12 @@ def test_windows_continue_each_stream():
     np.testing.assert_array_equal(second_in[0], first_out[-1])  # the carry's next input
     with pytest.raises(IndexError):
         data.window(streams, 4, 6)
+    # A window of T inputs needs T + 1 characters: rows of 25 hold 2 of 12, none of 25,
+    # and every window that num_windows counts can be cut.
+    assert [data.num_windows(streams, t) for t in (12, 24, 25)] == [2, 1, 0]
+    for t in (5, 7, 12, 24):
+        last_in, last_out = data.window(streams, data.num_windows(streams, t) - 1, t)
+        assert last_in.shape == last_out.shape == (t, 4)
 
 
 def test_split_text_holds_out_the_tail():

@@ -134,7 +134,7 @@ def test_fused_values_and_gradients_equal_plain_autodiff(case):
         assert_trees_close(got, want)
 
 
-@pytest.mark.parametrize("name", [*MAIN_CASES, "elman-relu", "gru-nobias"])
+@pytest.mark.parametrize("name", [*MAIN_CASES, "elman-relu", "elman-sigmoid", "gru-nobias"])
 def test_the_scans_without_jaxrnn_blas_equal_plain_autodiff(name):
     """The fused path with ``jaxrnn.blas`` switched off, XLA's dot and the scans (the
     path of every backend but a CPU with oneMKL: GPUs, TPUs), against autodiff too:

@@ -153,6 +153,13 @@ def test_from_torch_keeps_float64():
     np.testing.assert_allclose(got, want.detach().numpy(), atol=1e-12)
 
 
+def test_dropout_between_layers_survives_both_ways():
+    module = torch.nn.GRU(3, 4, num_layers=3, dropout=0.3)
+    model, params = from_torch(module)
+    assert model.dropout == 0.3 and model.num_layers == 3
+    assert to_torch(model, params).dropout == 0.3
+
+
 def test_a_batch_first_module_converts_with_a_warning_to_swap_axes():
     module = torch.nn.LSTM(3, 4, num_layers=2, batch_first=True)
     with pytest.warns(UserWarning, match=r"batch_first=True, the jaxrnn model time-major"):

@@ -5,8 +5,9 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy_reference as ref
 import pytest
-from cases import CASES, make_params, random_carry
+from cases import CASES, make_params, random_carry, to_numpy
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -278,6 +279,52 @@ def test_gate_activations_rebuild_the_cells_outputs(case):
         n, z = gates["n"], gates["z"]
         rebuilt = (1 - z) * n + z * h_prev
     np.testing.assert_allclose(rebuilt, ys, rtol=1e-10, atol=1e-12)
+
+
+def numpy_gates(case, params, xs, carry):
+    """Every gate at every step from the equations in NumPy float64, with the
+    names and order of ``gate_activations`` (a reference sharing no code with it)."""
+    p = to_numpy(params)
+    h = np.asarray(carry.h if case.is_lstm else carry, np.float64)
+    c = np.asarray(carry.c, np.float64) if case.is_lstm else None
+    b = 0.0 if p.b is None else p.b
+    gates = []
+    for x in np.asarray(xs, np.float64):
+        if case.name.startswith("elman"):
+            h = np.tanh(x @ p.w_ih + h @ p.w_hh + b)
+            gates.append({"h": h})
+        elif case.is_lstm:
+            a = np.split(x @ p.w_ih + h @ p.w_hh + b, 4, axis=-1)
+            i, f, g, o = ref.sigmoid(a[0]), ref.sigmoid(a[1]), np.tanh(a[2]), ref.sigmoid(a[3])
+            c = f * c + i * g
+            h = o * np.tanh(c)
+            gates.append({"i": i, "f": f, "g": g, "o": o, "c": np.tanh(c)})
+        else:
+            x_r, x_z, x_n = np.split(x @ p.w_ih + b, 3, axis=-1)
+            w_r, w_z, w_n = np.split(p.w_hh, 3, axis=-1)
+            r, z = ref.sigmoid(x_r + h @ w_r), ref.sigmoid(x_z + h @ w_z)
+            n = np.tanh(x_n + r * (h @ w_n + p.b_hn))
+            h = (1 - z) * n + z * h
+            gates.append({"r": r, "z": z, "n": n})
+    return {name: np.stack([g[name] for g in gates]) for name in gates[0]}
+
+
+@pytest.mark.parametrize("case", PROBE_CASES, ids=str)
+def test_every_gate_and_its_saturation_equal_the_equations(case):
+    cell, params, xs, carry, _ = _problem(case, seed=3)
+    xs = 3.0 * xs  # spread the gates over their range, both limits included
+    want = numpy_gates(case, params, xs, carry)
+    got = probes.gate_activations(cell, params, xs, carry=carry)
+    assert list(got) == list(want)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    eps = 0.1
+    saturation = probes.gate_saturation(cell, params, xs, carry=carry, eps=eps)
+    for name, kind in probes.gate_kinds(cell).items():
+        lower = 0.0 if kind == "sigmoid" else -1.0
+        np.testing.assert_allclose(saturation[name].low, np.mean(want[name] < lower + eps, (1, 2)))
+        np.testing.assert_allclose(saturation[name].high, np.mean(want[name] > 1 - eps, (1, 2)))
+    assert any(float(s.low.sum()) > 0 and float(s.high.sum()) > 0 for s in saturation.values())
 
 
 def test_gate_saturation_counts_units_near_their_limits():

@@ -252,6 +252,18 @@ def test_dropout_is_inverted_between_layers_and_off_without_a_key():
     assert max_abs(dropped, other) > 0.0
 
 
+def test_each_layer_draws_its_own_dropout_mask():
+    # Three identity layers: ys is the input dropped twice, by two independent masks.
+    cell = jaxrnn.elman(8, activation=lambda a: a, use_bias=False, dtype=jnp.float64)
+    model = jaxrnn.StackedRNN(cell, num_layers=3, dropout=0.5)
+    identity = (jaxrnn.ElmanParams(jnp.eye(8), jnp.zeros((8, 8)), None),)
+    xs = 1.0 + jax.random.uniform(jax.random.key(1), (200, 16, 8), jnp.float64)
+    _, ys = model.apply((identity,) * 3, xs, key=jax.random.key(2))
+    kept = np.asarray(ys) != 0
+    assert abs(kept.mean() - 0.25) < 0.01  # (1 − p)², not 1 − p: the masks differ
+    np.testing.assert_allclose(np.asarray(ys)[kept], np.asarray(xs)[kept] / 0.25)
+
+
 def test_dropout_over_one_layer_warns_as_pytorch_does():
     with pytest.warns(UserWarning, match=r"dropout=0.5 acts between layers .* changes nothing"):
         model = jaxrnn.StackedRNN(jaxrnn.gru(4), num_layers=1, dropout=0.5)
