@@ -86,6 +86,11 @@ def unavailable(name: str, workload: Workload, backend: str) -> str | None:
             __import__(module)
         except ImportError:
             return f"{module} is not installed (pip install -e '.[dev]')"
+    if name == "pytorch" and backend == "gpu":
+        import torch
+
+        if not torch.cuda.is_available():  # its CPU path would spend the GPU run's time
+            return "this PyTorch sees no CUDA device"
     return None
 
 

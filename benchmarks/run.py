@@ -26,6 +26,7 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ DEFAULT_CONTENDERS = (
     "pytorch-aten",
 )
 BURST = 2  # timed calls per contender per round, after one untimed call
+FAILED = "failed:"  # how a contender's record says it failed to build or run
 SETTLE_S = 0.03  # idle time before each contender's burst
 PEERS_IN_TABLE = (
     "pytorch",
@@ -270,10 +272,17 @@ def run_workload(
         benches, skipped = {}, {}
         for name in names:
             reason = contenders_module.unavailable(name, workload, backend)
-            if reason is None:
-                benches[name] = contenders_module.build(name, workload, data, pass_)
-            else:
+            if reason is not None:
                 skipped[name] = reason
+                continue
+            try:  # one contender that fails (a library's bug, a missing kernel) spoils no other
+                bench = contenders_module.build(name, workload, data, pass_)
+                bench.call()
+            except Exception as error:  # recorded, and run() exits with 1
+                skipped[name] = f"{FAILED} {type(error).__name__}: {str(error)[:300]}"
+                print(f"# {workload.name} {pass_} {name}: {skipped[name]}", file=sys.stderr)
+            else:
+                benches[name] = bench
         samples, summary = time_interleaved(benches, repeats, warmup, quiet, max_wait)
         for name, bench in benches.items():
             times_ms = [1e3 * s for s in samples[name]]
@@ -306,10 +315,9 @@ SCALING_CELLS = ("lstm", "gru", "elman")
 
 def compile_scaling(
     times: tuple[int, ...] = (25, 100, 400, 1600), *, hidden: int = 256, inputs: int = 128
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
     """Compile seconds of each cell's one-layer training pass (B=32, I=128, H=256 by
-    default) at several T, jaxrnn's and flax's."""
-    records = []
+    default) at several T, jaxrnn's and flax's, one record at a time."""
     for cell in SCALING_CELLS:
         for t in times:
             workload = Workload(f"{cell}-T{t}", cell, t, 32, inputs, hidden)
@@ -317,15 +325,12 @@ def compile_scaling(
             for name in ("jaxrnn", "flax"):
                 if contenders_module.unavailable(name, workload, "cpu") is None:
                     bench = contenders_module.build(name, workload, data, "train")
-                    records.append(
-                        {
-                            "compile_scaling": t,
-                            "cell": cell,
-                            "contender": name,
-                            "compile_s": bench.compile_s,
-                        }
-                    )
-    return records
+                    yield {
+                        "compile_scaling": t,
+                        "cell": cell,
+                        "contender": name,
+                        "compile_s": bench.compile_s,
+                    }
 
 
 # --------------------------------------------------------------------------- tables
@@ -546,25 +551,28 @@ def run(args: argparse.Namespace) -> int:
         chosen = [tiny(w) for w in chosen]
         contenders_module.COMPILER_OPTIONS["xla_backend_optimization_level"] = 0
 
+    # Every record is written the moment it is measured: a run cut short keeps them.
     records: list[dict[str, Any]] = []
     out = open(args.jsonl, "a") if args.jsonl else None  # noqa: SIM115
+
+    def emit(record: dict[str, Any]) -> None:
+        line = json.dumps({**record, "machine": info})
+        print(line, flush=True)
+        if out is not None:
+            print(line, file=out, flush=True)
+        records.append(record)
+
     try:
         for workload in chosen:
             print(f"# {workload.name}: {workload.about}", file=sys.stderr, flush=True)
-            new = run_workload(
+            for record in run_workload(
                 workload, names, backend, args.repeats, args.warmup, args.quiet, args.max_wait
-            )
-            if workload is chosen[-1] and args.compile_scaling:
-                if args.tiny:
-                    new += compile_scaling((5, 10), hidden=8, inputs=4)
-                else:
-                    new += compile_scaling()
-            for record in new:
-                line = json.dumps({**record, "machine": info})
-                print(line, flush=True)
-                if out is not None:
-                    print(line, file=out, flush=True)
-            records += new
+            ):
+                emit(record)
+        if args.compile_scaling:
+            sweep = compile_scaling((5, 10), hidden=8, inputs=4) if args.tiny else compile_scaling()
+            for record in sweep:
+                emit(record)
     finally:
         if out is not None:
             out.close()
@@ -572,7 +580,10 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + text)
     if args.markdown:
         args.markdown.write_text(text)
-    return 0
+    failed = [r for r in records if r.get("skipped", "").startswith(FAILED)]
+    for r in failed:
+        print(f"{r['workload']} {r['pass']} {r['contender']}: {r['skipped']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _tables_from(jsonl: Path, markdown: Path | None) -> int:

@@ -76,6 +76,30 @@ def test_the_compile_time_sweep_covers_each_cell(tmp_path):
     assert "| gru | flax linen |" in table
 
 
+def test_a_contender_that_fails_is_recorded_and_spoils_no_other(tmp_path, monkeypatch, capsys):
+    # On a device machine one run may be all there is: one library's failure must
+    # not lose the others' results (the command still exits with 1).
+    bench._runner()
+    contenders = sys.modules["contenders"]
+    build = contenders.build
+
+    def flax_breaks(name, *args):
+        if name == "flax":
+            raise RuntimeError("no kernel for this")
+        return build(name, *args)
+
+    monkeypatch.setattr(contenders, "build", flax_breaks)
+    jsonl = tmp_path / "out.jsonl"
+    argv = ["bench", "elman", "--tiny", "--repeats", "1", "--warmup", "0", "--jsonl", str(jsonl)]
+    assert cli.main([*argv, "--contenders", "jaxrnn,flax"]) == 1
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert timed_keys(records) == {("elman", p, "jaxrnn") for p in ("forward", "train")}
+    failed = [r for r in records if r.get("skipped", "").startswith("failed:")]
+    assert [r["contender"] for r in failed] == ["flax", "flax"]
+    assert "RuntimeError: no kernel for this" in failed[0]["skipped"]
+    assert "flax: failed: RuntimeError" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("name", "onednn"), [("pytorch", True), ("pytorch-aten", False)])
 def test_pytorch_aten_contender_runs_with_onednn_off(name, onednn, monkeypatch):
     torch = pytest.importorskip("torch")
