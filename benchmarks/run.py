@@ -264,10 +264,10 @@ def run_workload(
     warmup: int,
     quiet: float | None = None,
     max_wait: float = 600.0,
-) -> list[dict[str, Any]]:
-    """Times every available contender on both passes of ``workload``: one record each."""
+) -> Iterator[dict[str, Any]]:
+    """Times every available contender on both passes of ``workload``: one record each,
+    yielded as each pass ends."""
     data = workload.inputs()
-    records = []
     for pass_ in contenders_module.PASSES:
         benches, skipped = {}, {}
         for name in names:
@@ -286,27 +286,22 @@ def run_workload(
         samples, summary = time_interleaved(benches, repeats, warmup, quiet, max_wait)
         for name, bench in benches.items():
             times_ms = [1e3 * s for s in samples[name]]
-            records.append(
-                {
-                    "workload": workload.name,
-                    "pass": pass_,
-                    "contender": name,
-                    **workload.sizes,
-                    "median_ms": statistics.median(times_ms),
-                    "min_ms": min(times_ms),
-                    "times_ms": [round(t, 4) for t in times_ms],
-                    "burst": BURST,
-                    "compile_s": bench.compile_s,
-                    "memory_bytes": bench.memory_bytes,
-                    "memory_kind": bench.memory_kind,
-                    **summary,
-                }
-            )
+            yield {
+                "workload": workload.name,
+                "pass": pass_,
+                "contender": name,
+                **workload.sizes,
+                "median_ms": statistics.median(times_ms),
+                "min_ms": min(times_ms),
+                "times_ms": [round(t, 4) for t in times_ms],
+                "burst": BURST,
+                "compile_s": bench.compile_s,
+                "memory_bytes": bench.memory_bytes,
+                "memory_kind": bench.memory_kind,
+                **summary,
+            }
         for name, reason in skipped.items():
-            records.append(
-                {"workload": workload.name, "pass": pass_, "contender": name, "skipped": reason}
-            )
-    return records
+            yield {"workload": workload.name, "pass": pass_, "contender": name, "skipped": reason}
 
 
 # The cells whose one-layer training pass the compile-time sweep compiles.
