@@ -61,12 +61,22 @@ def _lookup(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
     return np.where(found, index, -1)
 
 
-def _as_rows(ids: np.ndarray | Sequence[int]) -> np.ndarray:
-    rows = np.asarray(ids, dtype=np.int64)
+def _as_rows(ids: np.ndarray | Sequence[int], vocab_size: int, what: str) -> np.ndarray:
+    """``ids`` as int64 rows ``(streams, n)``, checked: integers in ``[0, vocab_size)``
+    (another id would be looked up as some other n-gram's)."""
+    rows = np.asarray(ids)
+    if rows.size and not np.issubdtype(rows.dtype, np.integer):
+        raise TypeError(f"{what}: ids must be integer character ids, got dtype {rows.dtype}.")
+    rows = rows.astype(np.int64)
     if rows.ndim == 1:
         rows = rows[None]
     if rows.ndim != 2:
-        raise ValueError(f"ids must have shape (n,) or (streams, n), got {rows.shape}.")
+        raise ValueError(f"{what}: ids must have shape (n,) or (streams, n), got {rows.shape}.")
+    if rows.size and (rows.min() < 0 or rows.max() >= vocab_size):
+        raise ValueError(
+            f"{what}: ids must lie in [0, {vocab_size}) (the chain's vocabulary), got ids "
+            f"from {rows.min()} to {rows.max()}."
+        )
     return rows
 
 
@@ -107,9 +117,11 @@ class MarkovChain:
             )
         if alpha <= 0:
             raise ValueError(f"MarkovChain: alpha must be > 0, got {alpha}.")
-        ids = np.asarray(train_ids, dtype=np.int64).ravel()
-        if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-            raise ValueError(f"MarkovChain: ids must lie in [0, {vocab_size}).")
+        if vocab_size < 1:
+            raise ValueError(f"MarkovChain: vocab_size must be >= 1, got {vocab_size}.")
+        ids = _as_rows(np.ravel(train_ids), vocab_size, "MarkovChain: train_ids")[0]
+        if ids.size == 0:
+            raise ValueError("MarkovChain: train_ids is empty: there is nothing to count.")
         self.vocab_size, self.order, self.smoothing, self.alpha = (
             vocab_size,
             order,
@@ -162,6 +174,8 @@ class MarkovChain:
         V = self.vocab_size
         if self.smoothing == "additive":
             table = self.tables[order]
+            if table.context_ids.size == 0:  # a text no longer than the order: no context seen
+                return np.full(np.broadcast_shapes(context_strings[0].shape, chars.shape), 1.0 / V)
             context = _lookup(table.context_ids, context_strings[order])
             c_h = np.where(context >= 0, table.context_counts[context], 0)
             key = np.where(context_strings[order] >= 0, context_strings[order] * V + chars, -1)
@@ -171,6 +185,8 @@ class MarkovChain:
         p = np.full(np.broadcast_shapes(context_strings[0].shape, chars.shape), 1.0 / V)
         for j in range(order + 1):
             table = self.tables[j]
+            if table.context_ids.size == 0:  # no context of this length in the text
+                continue
             context = _lookup(table.context_ids, context_strings[j])
             seen = context >= 0
             safe = np.maximum(context, 0)
@@ -202,7 +218,11 @@ class MarkovChain:
         if not 0 <= order <= self.order:
             raise ValueError(f"order must lie in [0, {self.order}], got {order}.")
         two_d = np.ndim(ids) == 2
-        rows = _as_rows(ids)
+        rows = _as_rows(ids, self.vocab_size, "bits_per_char")
+        if rows.shape[1] <= two_d:  # a row's first character is not scored
+            raise ValueError(
+                f"bits_per_char: ids of shape {np.shape(ids)} have no characters to score."
+            )
         strings = self._string_ids(rows)
         # The context of position t is the string ending at t - 1.
         contexts = [
@@ -218,7 +238,8 @@ class MarkovChain:
 
     def next_char_probabilities(self, context_ids: Sequence[int]) -> np.ndarray:
         """The distribution of the next character after ``context_ids``, shape ``(V,)``."""
-        rows = _as_rows(list(context_ids)[-self.order :] if self.order else [])
+        context = list(context_ids)[-self.order :] if self.order else []
+        rows = _as_rows(context, self.vocab_size, "next_char_probabilities")
         if rows.shape[1] == 0:
             contexts = [np.zeros((1, 1), np.int64)] + [np.full((1, 1), -1)] * self.order
         else:

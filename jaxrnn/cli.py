@@ -53,6 +53,18 @@ def _writable_folder(folder: Path, flag: str, shown: Path | None = None) -> None
         raise CommandError(f"{flag} {shown or folder}: {error.strerror or error}.") from None
 
 
+def _seed(text: str) -> int:
+    """An argparse type for ``--seed``: an int in ``[0, 2**32)``, what ``jax.random.key``
+    keeps (a larger seed would be cut to its low 32 bits, the same run as another's)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"an integer expected, got {text!r}") from None
+    if not 0 <= seed < 2**32:
+        raise argparse.ArgumentTypeError(f"it must lie in [0, 2**32), got {seed}")
+    return seed
+
+
 def _command_modules():
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if not info.name.startswith("_"):

@@ -271,8 +271,13 @@ class Vocabulary(NamedTuple):
             ) from None
 
     def decode(self, ids: Iterable[int]) -> str:
-        """The text of a sequence of ids."""
-        return "".join(self.chars[int(i)] for i in ids)
+        """The text of a sequence of ids; raises ``ValueError`` on an id outside ``[0, size)``
+        (a negative one would wrap around to the end of the vocabulary)."""
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.size]
+        if bad:
+            raise ValueError(f"ids must lie in [0, {self.size}) (the vocabulary), got {bad[0]}.")
+        return "".join(self.chars[i] for i in ids)
 
 
 # --------------------------------------------------------------------------- batching
@@ -345,6 +350,8 @@ def num_windows(streams: np.ndarray, seq_len: int) -> int:
       >>> num_windows(streams, 4), num_windows(streams, 12), num_windows(streams, 13)
       (3, 1, 0)
     """
+    if seq_len < 1:
+        raise ValueError(f"num_windows: seq_len must be >= 1, got {seq_len}.")
     return max(0, (streams.shape[1] - 1) // seq_len)
 
 
@@ -449,10 +456,14 @@ def char_data(
         ...
       ValueError: the text has 9 characters, too short for one batch: ...
     """
-    if batch_size < 1 or seq_len < 1:
-        raise ValueError(
-            f"batch size and sequence length must be >= 1, got {batch_size}, {seq_len}."
-        )
+    sizes = {"batch_size": batch_size, "seq_len": seq_len, "eval_batch_size": eval_batch_size}
+    for what, value in sizes.items():
+        if value is None and what == "eval_batch_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise TypeError(f"char_data: {what} must be an int >= 1, got {value!r}.")
+        if value < 1:
+            raise ValueError(f"char_data: {what} must be >= 1, got {value}.")
     vocab = Vocabulary.from_text(text) if vocab is None else vocab
     ids = vocab.encode(text)
     train_ids, val_ids = split_text(ids, val_fraction)

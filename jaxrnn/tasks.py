@@ -50,6 +50,25 @@ TEMPORAL_ORDER_BASELINE = math.log(4.0)
 r"""Temporal order's trivial baseline: guessing the 4 classes uniformly, $\ln 4$ nats (25 %)."""
 
 
+def _check_key_and_dtype(name: str, key: Any, dtype: Any) -> None:
+    """A single PRNG key and (unless ``dtype`` is None) a floating dtype, refused here
+    rather than inside JAX."""
+    is_key = isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        or (key.dtype == jnp.uint32 and key.shape == (2,))  # a raw jax.random.PRNGKey
+    )
+    if not is_key or (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape != ()):
+        got = f"{type(key).__name__} {getattr(key, 'dtype', '')}{list(np.shape(key))}"
+        raise TypeError(
+            f"{name}: key must be one PRNG key, e.g. jax.random.key(0), got {got}; split a "
+            "batch of keys and call once per key."
+        )
+    if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"{name}: dtype must be a floating dtype (the inputs are real values), got {dtype!r}."
+        )
+
+
 def _check_sizes(name: str, length: Any, batch_size: Any, minimum: int = 2) -> None:
     for what, value, low in (("length", length, minimum), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer):
@@ -96,6 +115,7 @@ def adding_problem(
       Hochreiter & Schmidhuber, "Long short-term memory", 1997 (experiment 4).
       Arjovsky, Shah & Bengio, "Unitary evolution recurrent neural networks", ICML 2016.
     """
+    _check_key_and_dtype("adding_problem", key, dtype)
     _check_sizes("adding_problem", length, batch_size)
     return _adding_problem(key, length, batch_size, dtype)
 
@@ -161,10 +181,12 @@ def copying_memory(
       Arjovsky, Shah & Bengio, "Unitary evolution recurrent neural networks", ICML 2016.
       Hochreiter & Schmidhuber, "Long short-term memory", 1997 (the task's origin).
     """
+    _check_key_and_dtype("copying_memory", key, None)  # one-hot inputs may be integers
     _check_sizes("copying_memory", length, batch_size)
     for what, value in (("num_symbols", num_symbols), ("copy_length", copy_length)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise ValueError(f"copying_memory: {what} must be a positive int, got {value!r}.")
+            error = ValueError if isinstance(value, int | np.integer) else TypeError
+            raise error(f"copying_memory: {what} must be a positive int, got {value!r}.")
     return _copying_memory(key, length, batch_size, num_symbols, copy_length, dtype)
 
 
@@ -238,6 +260,7 @@ def temporal_order(
     References:
       Hochreiter & Schmidhuber, "Long short-term memory", Neural Computation 1997.
     """
+    _check_key_and_dtype("temporal_order", key, None)
     _check_sizes("temporal_order", length, batch_size, minimum=4)
     return _temporal_order(key, length, batch_size, dtype)
 

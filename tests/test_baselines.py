@@ -105,3 +105,32 @@ def test_rejects_bad_arguments():
         MarkovChain(np.array([0, 5]), 2, 1)
     with pytest.raises(ValueError, match="smoothing"):
         MarkovChain(np.array([0, 1]), 2, 1, smoothing="kneser_ney")
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 2\)"):
+        MarkovChain(np.array([0, 2]), 2, 1)  # V itself is outside too
+    with pytest.raises(ValueError, match="train_ids is empty"):
+        MarkovChain(np.array([], np.int64), 2, 1)
+    with pytest.raises(ValueError, match="vocab_size must be >= 1"):
+        MarkovChain(np.array([0]), 0, 1)
+
+
+def test_held_out_ids_are_checked_not_looked_up_as_other_ngrams():
+    chain = MarkovChain(np.array([0, 1, 2, 1, 0]), 3, 1)
+    for ids in ([0, 3], [0, -1]):  # 3 after 0 would be read as the bigram "1 0"
+        with pytest.raises(ValueError, match=r"bits_per_char: ids must lie in \[0, 3\)"):
+            chain.bits_per_char(ids)
+    with pytest.raises(TypeError, match="integer character ids, got dtype float64"):
+        chain.bits_per_char(np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match="no characters to score"):
+        chain.bits_per_char(np.zeros((2, 1), np.int64))  # each row's first is not scored
+    with pytest.raises(ValueError, match=r"next_char_probabilities: ids must lie in \[0, 3\)"):
+        chain.next_char_probabilities([5])
+
+
+@pytest.mark.parametrize("smoothing", ["witten_bell", "additive"])
+def test_a_text_no_longer_than_the_order_backs_off(smoothing):
+    # No context of length 3 in a text of 3 characters: the lower orders (or 1/V) answer.
+    chain = MarkovChain(np.array([0, 1, 2]), 3, 3, smoothing=smoothing)
+    p = chain.next_char_probabilities([0, 1, 2])
+    assert p.shape == (3,) and abs(p.sum() - 1) < 1e-12
+    assert np.isfinite(chain.bits_per_char(np.array([0, 1, 2, 0])))
+    assert select_markov_order(np.arange(10) % 3, np.arange(10) % 3, 3).bpc_by_order

@@ -90,10 +90,43 @@ def test_windows_continue_each_stream():
         assert last_in.shape == last_out.shape == (t, 4)
 
 
+def test_sizes_and_ids_are_checked_before_numpy_sees_them():
+    vocab = data.Vocabulary.from_text("abc")
+    with pytest.raises(ValueError, match=r"ids must lie in \[0, 3\) \(the vocabulary\), got -1"):
+        vocab.decode([0, -1])  # would wrap around to "c"
+    text = "abcdefghij" * 10
+    with pytest.raises(ValueError, match="eval_batch_size must be >= 1, got 0"):
+        data.char_data(text, 2, 5, eval_batch_size=0)
+    with pytest.raises(TypeError, match=r"seq_len must be an int >= 1, got 2.5"):
+        data.char_data(text, 2, 2.5)
+    with pytest.raises(ValueError, match="num_windows: seq_len must be >= 1"):
+        data.num_windows(data.batchify(np.arange(26), 2), 0)
+
+
+def test_the_corpus_does_not_depend_on_the_order_the_system_lists_files(monkeypatch):
+    listed = data._stdlib_files()
+    walk = data.os.walk
+
+    def reversed_walk(root):
+        for directory, subdirs, names in walk(root):
+            yield directory, subdirs, list(reversed(names))
+
+    monkeypatch.setattr(data.os, "walk", reversed_walk)
+    assert data._stdlib_files() == listed
+
+
+def test_validation_holds_a_window_as_soon_as_the_text_allows_one():
+    # 10 held-out characters: one stream of 1 + 5 of them (seq_len + 1 per window).
+    char = data.char_data("abcdefghij" * 10, batch_size=4, seq_len=5, val_fraction=0.1)
+    assert char.val.shape == (1, 6)
+
+
 def test_split_text_holds_out_the_tail():
     train, val = data.split_text(np.arange(100), 0.1)
     np.testing.assert_array_equal(val, np.arange(90, 100))
     assert len(train) == 90
+    train, val = data.split_text(np.arange(19), 0.1)  # 1.9 held out: rounded, not cut
+    assert (len(train), len(val)) == (17, 2)
     with pytest.raises(ValueError, match="val_fraction"):
         data.split_text(np.arange(10), 1.0)
 

@@ -192,6 +192,7 @@ def test_probe_command_smoke_run(task_run, tmp_path, monkeypatch, capsys):
         (["task", "adding", "--cell", "lstm", "--activation", "relu"], "for the elman cell"),
         (["task", "adding", "--time-limit", "-1"], "--time-limit must be a number of seconds"),
         (["task", "adding", "--lr", "inf"], "--lr must be a finite number > 0, got inf"),
+        (["task", "adding", "--target", "nan"], "--target must be a finite test loss, got nan"),
         (["probe", "spectra"], "unknown figure 'spectra'; choose from init, trained"),
         (["probe", "init", "--length", "1"], "--length must be at least 2"),
         (["probe", "trained", "--runs", "/nonexistent.json"], "cannot read run"),
@@ -201,6 +202,16 @@ def test_bad_arguments_print_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", ["task adding", "train", "sample", "probe init"])
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seeds_jax_would_cut_to_32_bits_are_refused(command, seed, capsys):
+    # jax.random.key keeps a seed's low 32 bits: 2**32 would be seed 0's run, recorded as another.
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command.split(), "--seed", seed])
+    assert exit_info.value.code == 2
+    assert f"--seed: it must lie in [0, 2**32), got {seed}" in capsys.readouterr().err
 
 
 def test_outputs_never_replace_a_users_file_and_fail_before_training(task_run, tmp_path, capsys):

@@ -170,6 +170,22 @@ def test_generators_are_deterministic_in_the_key_and_jit_compatible():
         (lambda: tasks.temporal_order(jax.random.key(0), 3, 4), ValueError, "length must be >= 4"),
         (lambda: tasks.adding_problem(jax.random.key(0), 10, 0), ValueError, "batch_size"),
         (lambda: tasks.adding_problem(jax.random.key(0), 10.0, 4), TypeError, "Python int"),
+        (lambda: tasks.adding_problem(0, 10, 4), TypeError, "key must be one PRNG key"),
+        (
+            lambda: tasks.copying_memory(jax.random.split(jax.random.key(0)), 10, 4),
+            TypeError,
+            r"key must be one PRNG key.*key<fry>\[2\]; split a batch",
+        ),
+        (
+            lambda: tasks.adding_problem(jax.random.key(0), 10, 4, dtype=jnp.int32),
+            TypeError,
+            "dtype must be a floating dtype",
+        ),
+        (
+            lambda: tasks.copying_memory(jax.random.key(0), 10, 4, num_symbols=2.0),
+            TypeError,
+            "num_symbols must be a positive int",
+        ),
         (lambda: tasks.get_task("addding"), ValueError, "Did you mean 'adding'"),
         (lambda: tasks.get_task("sorting"), ValueError, "the tasks are adding, copying"),
     ],
@@ -177,6 +193,20 @@ def test_generators_are_deterministic_in_the_key_and_jit_compatible():
 def test_bad_arguments_get_clear_messages(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_temporal_order_distractors_are_uniform_over_a_b_c_d():
+    xs, _ = tasks.temporal_order(jax.random.key(5), 100, 200)
+    ids = np.asarray(xs).argmax(-1)[1:-1]  # between the start and end markers
+    counts = np.bincount(ids[ids < 4], minlength=4)
+    np.testing.assert_allclose(counts / counts.sum(), 0.25, atol=0.02)
+
+
+def test_the_task_command_accepts_each_tasks_shortest_length():
+    from jaxrnn.commands import task as command
+
+    for task in tasks.TASKS.values():
+        command.check_common("lstm", task.min_length, task)
 
 
 def test_get_task_accepts_dashes():

@@ -35,7 +35,7 @@ import numpy as np
 
 import jaxrnn
 from jaxrnn import plots, probes, tasks
-from jaxrnn.cli import CommandError, _writable_folder
+from jaxrnn.cli import CommandError, _seed, _writable_folder
 from jaxrnn.commands import _task_training as training
 
 NAME = "probe"
@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length", type=int, default=200, help="T of the adding problem")
     parser.add_argument("--hidden", type=int, default=128, help="hidden units")
     parser.add_argument("--batch", type=int, default=100, help="sequences in the probe batch")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_seed, default=0)
     parser.add_argument(
         "--runs", type=Path, nargs="+", default=None, help="`jaxrnn task --out` JSON files"
     )

@@ -10,7 +10,7 @@ import jax
 
 from jaxrnn import checkpoint
 from jaxrnn import train as training
-from jaxrnn.cli import CommandError
+from jaxrnn.cli import CommandError, _seed
 
 NAME = "sample"
 HELP = "write text with a character model trained by `jaxrnn train`"
@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--length", type=int, default=500, metavar="N", help="characters to write (default: 500)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default: 0)")
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

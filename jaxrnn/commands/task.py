@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 
 from jaxrnn import plots, tasks
-from jaxrnn.cli import CommandError, _writable_folder
+from jaxrnn.cli import CommandError, _seed, _writable_folder
 from jaxrnn.commands import _task_training as training
 
 NAME = "task"
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=2000, help="training steps (default 2000)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
     parser.add_argument("--clip", type=float, default=1.0, help="clip the global norm to this")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_seed, default=0)
     parser.add_argument("--eval-every", type=int, default=100, help="steps between evaluations")
     parser.add_argument("--test-size", type=int, default=1000, help="test sequences")
     parser.add_argument("--activation", default="tanh", help="Elman only: tanh, relu or linear")
@@ -95,6 +95,8 @@ def config_from_args(args: argparse.Namespace) -> tuple[training.Config, tasks.T
     )
     if init not in allowed:
         raise CommandError(f"--init {init!r} is not available for {args.cell}; choose {allowed}")
+    if args.target is not None and not math.isfinite(args.target):
+        raise CommandError(f"--target must be a finite test loss, got {args.target}.")
     target = args.target if args.target is not None else DEFAULT_TARGETS.get(task.name)
     config = training.Config(
         task=task.name,

@@ -15,7 +15,7 @@ import jax
 
 from jaxrnn import baselines, checkpoint, data, parallel
 from jaxrnn import train as training
-from jaxrnn.cli import CommandError, _writable_folder
+from jaxrnn.cli import CommandError, _seed, _writable_folder
 from jaxrnn.recurrent import quiet_single_layer_dropout
 
 NAME = "train"
@@ -127,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"stop after N evaluations without progress, 0 never (default: {defaults.patience})",
     )
     fit.add_argument(
-        "--seed", type=int, help="seed of the parameters, dropout and samples (default: 0)"
+        "--seed", type=_seed, help="seed of the parameters, dropout and samples (default: 0)"
     )
     fit.add_argument(
         "--max-skips",
