@@ -256,7 +256,12 @@ def put_batch(tree: Any, mesh: Mesh, axis: int = 1) -> Any:
       True
     """
     sharding = batch_sharding(mesh, axis)
-    return jax.tree.map(lambda leaf: _place(leaf, sharding), tree)
+
+    def place(leaf: Any) -> Any:
+        check_batch(np.shape(leaf)[axis], mesh)  # its one-line message, not JAX's
+        return _place(leaf, sharding)
+
+    return jax.tree.map(place, tree)
 
 
 def to_host(tree: Any) -> Any:

@@ -362,8 +362,17 @@ class TrainConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):  # NaN fails every comparison
                 raise ValueError(f"TrainConfig: {name} must be a finite number > 0, got {value}.")
-        if self.warmup_steps < 0:
-            raise ValueError(f"TrainConfig: warmup_steps must be >= 0, got {self.warmup_steps}.")
+        for name in ("warmup_steps", "patience", "sample_every", "sample_length"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainConfig: {name} must be >= 0, got {getattr(self, name)}.")
+        for name in ("b1", "b2"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ValueError(f"TrainConfig: {name} must lie in [0, 1), got {value}.")
+        if not self.final_lr_fraction >= 0:
+            raise ValueError(
+                f"TrainConfig: final_lr_fraction must be >= 0, got {self.final_lr_fraction}."
+            )
 
 
 class TrainState(NamedTuple):
@@ -566,7 +575,16 @@ def make_train_step(
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optim.apply_updates(state.params, updates)
         carry = jax.tree.map(lambda c: jnp.where(finite, c, jnp.zeros_like(c)), carry)
-        metrics = StepMetrics(loss, grad_norm, schedule(state.step), finite)
+        # The rate this step applied: a skipped update applies none and does not
+        # advance the schedule (as optax's apply_if_finite), so its count is the
+        # number of updates applied before, not the step.
+        skipped = getattr(state.opt_state, "total_skipped", None)
+        if skipped is None:
+            learning_rate = schedule(state.step)
+        else:
+            applied = opt_state.total_skipped == skipped
+            learning_rate = jnp.where(applied, schedule(state.step - skipped), 0.0)
+        metrics = StepMetrics(loss, grad_norm, learning_rate, finite)
         return TrainState(state.step + 1, params, opt_state, carry, state.key), metrics
 
     if mesh is None:
@@ -881,6 +899,11 @@ def fit(
         raise ValueError(
             f"fit: data has {data.train.shape[0]} streams and windows of {data.seq_len}, "
             f"config asks for batch_size={config.batch_size}, seq_len={config.seq_len}."
+        )
+    if model.config.vocab_size != data.vocab.size:  # other ids would give NaN losses
+        raise ValueError(
+            f"fit: the model reads a vocabulary of {model.config.vocab_size} characters, the "
+            f"data has {data.vocab.size}; build ModelConfig(vocab_size=data.vocab.size)."
         )
     mesh = parallel.make_mesh(devices)
     parallel.check_batch(config.batch_size, mesh, "batch_size")

@@ -140,6 +140,9 @@ def test_resume_continues_exactly(capsys, text_file, tmp_path):
     again = ["train", "--text", text_file, "--no-progress", "--out", tmp_path / "split"]
     status, out, _ = run(capsys, *again, "--resume", "--steps", "5")
     assert status == 0 and "is at step 6, --steps 5: nothing to train" in out
+    # The same --stop-at-step again trains nothing (it trained one step per session).
+    status, out, _ = run(capsys, *again, "--resume", "--steps", "8", "--stop-at-step", "6")
+    assert status == 0 and "is at step 6, --stop-at-step 6: nothing to train" in out
 
     def losses(name):
         lines = (tmp_path / name).read_text().splitlines()

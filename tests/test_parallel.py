@@ -66,6 +66,14 @@ SCRIPT = textwrap.dedent(
                       log=lambda _: None)
     out["fit_params_4"] = [np.asarray(x).tolist() for x in jax.tree.leaves(fit_4.state.params)]
 
+    # put_batch says so itself for a batch that does not split.
+    try:
+        parallel.put_batch(np.zeros((8, 6), np.int32), parallel.make_mesh(4))
+        out["put_batch_6"] = "accepted"
+    except ValueError as error:
+        out["put_batch_6"] = str(error)
+    out["first_two"] = parallel.make_mesh(2).devices.tolist() == jax.devices()[:2]
+
     # The command refuses a batch that does not split, and more devices than there are.
     path = tempfile.mktemp(suffix=".txt")
     open(path, "w").write(TEXT)
@@ -124,6 +132,11 @@ def test_the_command_refuses_what_does_not_split(four_devices):
     status, err = four_devices["too_many"]
     assert status == 2 and len(err.strip().splitlines()) == 1, err
     assert "--devices 8, but 4 cpu device(s) are visible" in err
+
+
+def test_put_batch_checks_the_split_and_meshes_take_the_first_devices(four_devices):
+    assert "batch_size=6 does not divide by the 4 devices" in four_devices["put_batch_6"]
+    assert four_devices["first_two"]
 
 
 def test_mesh_and_batch_checks_here():

@@ -286,6 +286,43 @@ def test_a_nan_loss_with_finite_gradients_is_skipped_too(stepper):
     assert_same_tree(new.params, state.params)
 
 
+def test_the_reported_learning_rate_is_the_one_applied(stepper):
+    # A skipped update applies no rate and leaves the schedule's count where it was
+    # (as optax's apply_if_finite): the next step applies schedule(0), not schedule(1).
+    _, _, step, init = stepper
+    schedule = train.make_schedule(CONFIG)
+    assert float(schedule(0)) != float(schedule(1))  # else the test could not tell
+    state = init(jax.random.key(0))
+    inputs = jnp.zeros((CONFIG.seq_len, CONFIG.batch_size), jnp.int32)
+    state, metrics = step(state, inputs, inputs.at[0, 0].set(MODEL.vocab_size))
+    assert not bool(metrics.finite) and float(metrics.learning_rate) == 0.0
+    before = state.params
+    state, metrics = step(state, inputs, inputs)
+    assert float(metrics.learning_rate) == pytest.approx(float(schedule(0)))
+    # Adam's first step moves each parameter with a gradient by the rate applied.
+    moved = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), state.params, before)
+    assert max(map(float, jax.tree.leaves(moved))) == pytest.approx(float(schedule(0)), rel=1e-3)
+
+
+def test_configs_out_of_range_are_refused():
+    for field, value in [
+        ("patience", -1),
+        ("sample_every", -1),
+        ("sample_length", -5),
+        ("b1", 1.5),
+        ("b2", -1.0),
+        ("final_lr_fraction", -2.0),
+    ]:
+        with pytest.raises(ValueError, match=rf"TrainConfig: {field} must"):
+            dataclasses.replace(CONFIG, **{field: value})
+
+
+def test_fit_refuses_a_model_of_another_vocabulary(char_data):
+    model = train.CharModel(dataclasses.replace(MODEL, vocab_size=char_data.vocab.size - 1))
+    with pytest.raises(ValueError, match="fit: the model reads a vocabulary of"):
+        quiet_fit(model, char_data, CONFIG)
+
+
 def test_remat_computes_the_same_loss_and_gradients():
     model = train.CharModel(dataclasses.replace(MODEL, num_layers=2))
     params = model.init(jax.random.key(0))

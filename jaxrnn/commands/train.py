@@ -392,6 +392,12 @@ def run(args: argparse.Namespace) -> int:
             "pass a larger --steps to continue it."
         )
         return 0
+    if state is not None and args.stop_at_step is not None and first_step >= args.stop_at_step:
+        print(
+            f"{latest} is at step {first_step}, --stop-at-step {args.stop_at_step}: nothing to "
+            "train; pass a later --stop-at-step, or none, to continue it."
+        )
+        return 0
     if state is not None:
         print(f"resuming {latest} at step {first_step} of {config.steps}")
     if model_config.dropout and model_config.num_layers == 1:
