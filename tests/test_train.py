@@ -141,6 +141,11 @@ def test_metrics_lines_and_checkpoints(char_data, tmp_path):
     model, _, vocab, meta = train.load_model(tmp_path / "best.npz")
     assert model.config == MODEL and vocab == data.Vocabulary.from_text(TEXT)
     assert meta["train"]["steps"] == CONFIG.steps
+    # The last step is evaluated too when it is not a multiple of eval_every.
+    metrics = io.StringIO()
+    config = dataclasses.replace(CONFIG, steps=5, eval_every=3)
+    quiet_fit(train.CharModel(MODEL), char_data, config, metrics_file=metrics)
+    assert [json.loads(line)["step"] for line in metrics.getvalue().splitlines()] == [3, 5]
 
 
 def test_early_stopping(char_data):
@@ -203,6 +208,9 @@ def test_schedules_and_configs():
         config = dataclasses.replace(CONFIG, schedule=schedule, steps=100, warmup_steps=10)
         fn = train.make_schedule(config)
         assert float(fn(jnp.int32(10))) == pytest.approx(1e-2, rel=1e-5)
+        if schedule == "cosine":  # it ends at final_lr_fraction of the peak, not at 0
+            end = 1e-2 * config.final_lr_fraction
+            assert float(fn(jnp.int32(100))) == pytest.approx(end, rel=1e-5)
     with pytest.raises(ValueError, match="cell must be one of"):
         train.ModelConfig(vocab_size=3, cell="transformer")
     with pytest.raises(ValueError, match="schedule must be one of"):
