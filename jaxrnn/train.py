@@ -657,6 +657,11 @@ def evaluate(
       ('float', True)
     """
     count = (streams.shape[1] - 1) // seq_len
+    if count < 1:
+        raise ValueError(
+            f"evaluate: streams of {streams.shape[1]} characters hold no window of seq_len="
+            f"{seq_len} (each needs seq_len + 1)."
+        )
     pairs = [window(streams, i, seq_len) for i in range(count)]
     windows_in = np.stack([p[0] for p in pairs])
     windows_out = np.stack([p[1] for p in pairs])
@@ -724,6 +729,13 @@ def sample(
         raise ValueError("sample: prime must have at least one character.")
     if temperature < 0:
         raise ValueError(f"sample: temperature must be >= 0, got {temperature}.")
+    if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 0:
+        raise ValueError(f"sample: length must be an int >= 0, got {length!r}.")
+    if model.config.vocab_size != vocab.size:
+        raise ValueError(
+            f"sample: the model writes {model.config.vocab_size} characters, the vocabulary "
+            f"has {vocab.size}: pass the vocabulary the model was trained with."
+        )
     prime_ids = jnp.asarray(vocab.encode(prime))
     chars = _sample_fn(model, int(length))(params, prime_ids, key, jnp.float32(temperature))
     return vocab.decode(np.asarray(chars))

@@ -329,6 +329,15 @@ def test_fit_refuses_a_model_of_another_vocabulary(char_data):
     model = train.CharModel(dataclasses.replace(MODEL, vocab_size=char_data.vocab.size - 1))
     with pytest.raises(ValueError, match="fit: the model reads a vocabulary of"):
         quiet_fit(model, char_data, CONFIG)
+    params = model.init(jax.random.key(0))
+    with pytest.raises(ValueError, match=r"sample: the model writes .* the vocabulary has"):
+        train.sample(model, params, char_data.vocab, "t", 5, jax.random.key(1))
+    model = train.CharModel(MODEL)
+    params = model.init(jax.random.key(0))
+    with pytest.raises(ValueError, match="sample: length must be an int >= 0, got -1"):
+        train.sample(model, params, char_data.vocab, "t", -1, jax.random.key(1))
+    with pytest.raises(ValueError, match="evaluate: streams of 5 characters hold no window"):
+        train.evaluate(model, params, np.zeros((2, 5), np.int32), 8)
 
 
 def test_remat_computes_the_same_loss_and_gradients():
