@@ -554,7 +554,7 @@ class StackedRNN:
 
 
 @contextlib.contextmanager
-def quiet_single_layer_dropout():
+def _quiet_single_layer_dropout():
     """Within it ``StackedRNN`` does not warn of dropout over one layer: for a model
     rebuilt from a saved configuration (warned when first built), or a command that
     says so in its own words."""

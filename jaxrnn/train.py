@@ -41,7 +41,7 @@ import numpy as np
 from jaxrnn import checkpoint, optim, parallel
 from jaxrnn.cells import elman, gru, lstm
 from jaxrnn.data import CharData, Vocabulary, window
-from jaxrnn.recurrent import StackedRNN, quiet_single_layer_dropout
+from jaxrnn.recurrent import StackedRNN, _quiet_single_layer_dropout
 
 Array = jax.Array
 
@@ -780,7 +780,7 @@ def load_model(path: str | Path) -> tuple[CharModel, Any, Vocabulary, dict[str, 
     """
     meta = checkpoint.load_meta(path)
     try:
-        with quiet_single_layer_dropout():  # warned when the model was trained
+        with _quiet_single_layer_dropout():  # warned when the model was trained
             model = CharModel(ModelConfig(**meta["model"]))
         vocab = Vocabulary(tuple(meta["vocab"]))
         config = TrainConfig(**meta["train"])

@@ -12,7 +12,7 @@ import pytest
 from cases import CASES, make_params, max_abs, numpy_carry, random_carry, to_numpy
 
 import jaxrnn
-from jaxrnn.recurrent import quiet_single_layer_dropout
+from jaxrnn.recurrent import _quiet_single_layer_dropout
 
 T, B, I, H = 6, 3, 4, 5
 LENGTHS = np.array([6, 1, 4])
@@ -275,7 +275,7 @@ def test_dropout_over_one_layer_warns_as_pytorch_does():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         jaxrnn.StackedRNN(jaxrnn.gru(4), num_layers=2, dropout=0.5)  # between layers: no warning
-        with quiet_single_layer_dropout():
+        with _quiet_single_layer_dropout():
             jaxrnn.StackedRNN(jaxrnn.gru(4), num_layers=1, dropout=0.5)
 
 

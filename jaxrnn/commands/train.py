@@ -16,7 +16,7 @@ import jax
 from jaxrnn import baselines, checkpoint, data, parallel
 from jaxrnn import train as training
 from jaxrnn.cli import CommandError, _seed, _writable_folder
-from jaxrnn.recurrent import quiet_single_layer_dropout
+from jaxrnn.recurrent import _quiet_single_layer_dropout
 
 NAME = "train"
 HELP = "train a character-level language model (LSTM, GRU or Elman) on a text"
@@ -353,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
     if vocab is None:
         model_config = dataclasses.replace(model_config, vocab_size=char_data.vocab.size)
-    with quiet_single_layer_dropout():  # the command says so in a note below
+    with _quiet_single_layer_dropout():  # the command says so in a note below
         model = training.CharModel(model_config)
     metrics_path = _check_outputs(out, args.metrics, args.resume, args.overwrite)
     if meta is None:  # every argument checked: a fresh run leaves no older run's checkpoints

@@ -105,3 +105,19 @@ def check_learning_rate(where: str, value: Any) -> None:
     number = _number(value)
     if number is not None and not math.isfinite(number):
         raise ValueError(f"{where}: learning_rate must be finite, got learning_rate={number!r}.")
+
+
+def check_transformation(where: str, name: str, transform: Any) -> None:
+    """Raise ``TypeError`` unless ``transform`` has an ``init`` and an ``update`` (an
+    optimizer's factory, e.g. ``adam`` for ``adam(1e-3)``, gets the fix spelled out)."""
+    if callable(getattr(transform, "init", None)) and callable(getattr(transform, "update", None)):
+        return
+    hint = (
+        f" It is a function: call it to build the transformation, e.g. {transform.__name__}(...)."
+        if callable(transform) and hasattr(transform, "__name__")
+        else ""
+    )
+    raise TypeError(
+        f"{where}: {name} must be a gradient transformation (with init and update), "
+        f"got {type(transform).__name__}.{hint}"
+    )

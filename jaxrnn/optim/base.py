@@ -20,6 +20,8 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
+from jaxrnn.optim._checks import check_transformation
+
 Params = Any
 """A pytree of parameter arrays."""
 
@@ -74,22 +76,6 @@ class GradientTransformation(NamedTuple):
 
     init: TransformInitFn
     update: TransformUpdateFn
-
-
-def check_transformation(where: str, name: str, transform: Any) -> None:
-    """Raise ``TypeError`` unless ``transform`` has an ``init`` and an ``update`` (an
-    optimizer's factory, e.g. ``adam`` for ``adam(1e-3)``, gets the fix spelled out)."""
-    if callable(getattr(transform, "init", None)) and callable(getattr(transform, "update", None)):
-        return
-    hint = (
-        f" It is a function: call it to build the transformation, e.g. {transform.__name__}(...)."
-        if callable(transform) and hasattr(transform, "__name__")
-        else ""
-    )
-    raise TypeError(
-        f"{where}: {name} must be a gradient transformation (with init and update), "
-        f"got {type(transform).__name__}.{hint}"
-    )
 
 
 class EmptyState(NamedTuple):

@@ -8,14 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrnn.optim._checks import check_non_negative
+from jaxrnn.optim._checks import check_non_negative, check_transformation
 from jaxrnn.optim.base import (
     GradientTransformation,
     OptState,
     Params,
     Updates,
     _accepts_extra_args,
-    check_transformation,
     safe_increment,
 )
 
