@@ -239,6 +239,10 @@ def temporal_order(
     XX = 0, XY = 1, YX = 2, YY = 3. Guessing scores $\ln 4$
     (``TEMPORAL_ORDER_BASELINE``) and 25 % accuracy.
 
+    Every sequence of a batch has the same length T (one array, one trace);
+    the paper draws each sequence's length from $[100, 110]$, which a caller
+    reproduces by drawing T for each batch (each new T compiles once).
+
     Args:
       key: a PRNG key.
       length: T, at least 4 (``B``, two events, ``E``).
