@@ -4,6 +4,7 @@ import json
 import os
 import random
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -81,6 +82,30 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["ck.npz"]  # no temporary file left
 
 
+def test_the_data_is_flushed_and_synced_before_the_rename_and_the_folder_after(
+    tmp_path, monkeypatch
+):
+    """Durability: the rename may reach the disk before the data unless the file is
+    flushed and fsync-ed first; the rename itself, unless the folder is fsync-ed after."""
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd):
+        info = os.fstat(fd)
+        events.append(("fsync", "folder" if stat.S_ISDIR(info.st_mode) else info.st_size))
+        fsync(fd)
+
+    def recording_replace(source, target):
+        events.append(("replace", os.path.getsize(source)))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    path = checkpoint.save(tmp_path / "ck", make_tree(), {"step": 1})
+    size = path.stat().st_size
+    assert events == [("fsync", size), ("replace", size), ("fsync", "folder")]
+
+
 def test_a_half_written_file_is_refused(tmp_path):
     path = checkpoint.save(tmp_path / "ck.npz", make_tree(), {})
     truncated = tmp_path / "truncated.npz"
@@ -125,6 +150,30 @@ def test_refusals_name_what_is_wrong(tmp_path):
     other = {**make_tree(), "key": jnp.zeros((), jnp.uint32)}
     with pytest.raises(checkpoint.CheckpointError, match=r"\['key'\] is a PRNG key"):
         checkpoint.load(path, other)
+
+
+def write_document(path, document):
+    """An .npz holding only a JSON document, as a checkpoint's ``__meta__`` is stored."""
+    np.savez(path, __meta__=np.frombuffer(json.dumps(document).encode(), dtype=np.uint8))
+    return path
+
+
+def test_a_newer_format_or_another_programs_document_is_refused(tmp_path):
+    newer = {"format": "jaxrnn-checkpoint", "version": checkpoint.VERSION + 1, "meta": {}}
+    write_document(tmp_path / "newer.npz", newer)
+    for read in (checkpoint.load_meta, lambda p: checkpoint.load(p, {})):
+        with pytest.raises(checkpoint.CheckpointError, match=r"newer jaxrnn \(format 2\); upgr"):
+            read(tmp_path / "newer.npz")
+    write_document(tmp_path / "other.npz", {"format": "other-tool", "version": 1, "meta": {}})
+    for read in (checkpoint.load_meta, lambda p: checkpoint.load(p, {})):
+        with pytest.raises(checkpoint.CheckpointError, match=r"\.npz file but not a jaxrnn check"):
+            read(tmp_path / "other.npz")
+    # and save leaves both as they were
+    for name in ("newer.npz", "other.npz"):
+        before = (tmp_path / name).read_bytes()
+        with pytest.raises(checkpoint.CheckpointError, match="exists and is not a jaxrnn"):
+            checkpoint.save(tmp_path / name, make_tree(), {})
+        assert (tmp_path / name).read_bytes() == before
 
 
 def test_save_never_replaces_a_file_that_is_not_a_checkpoint(tmp_path):
