@@ -49,6 +49,10 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or does not match what is asked of it."""
 
 
+class _NewerFormat(CheckpointError):
+    """A checkpoint of a later format version than this jaxrnn reads."""
+
+
 def _leaf_name(path: tuple[Any, ...]) -> str:
     return jax.tree_util.keystr(path)
 
@@ -147,6 +151,11 @@ def _check_replaceable(path: Path) -> None:
         return
     try:
         _read_document(path)
+    except _NewerFormat:
+        raise CheckpointError(
+            f"save: {path} exists and is a newer jaxrnn's checkpoint; save would replace it. "
+            "Save under another name, or upgrade jaxrnn."
+        ) from None
     except CheckpointError:
         raise CheckpointError(
             f"save: {path} exists and is not a jaxrnn checkpoint; save would replace it. Save "
@@ -195,10 +204,18 @@ def _read(
             raise KeyError("format")
     except (KeyError, ValueError, UnicodeDecodeError, AttributeError):
         raise CheckpointError(f"{path} is an .npz file but not a jaxrnn checkpoint.") from None
-    if document.get("version", 0) > VERSION:
-        raise CheckpointError(
-            f"{path} was written by a newer jaxrnn (format {document['version']}); upgrade jaxrnn."
+    version = document.get("version", 0)
+    if isinstance(version, int) and version > VERSION:
+        raise _NewerFormat(
+            f"{path} was written by a newer jaxrnn (format {version}); upgrade jaxrnn."
         )
+    # A hand-edited or damaged document: refused here, not as a TypeError or KeyError later.
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path} has a damaged document (format version {version!r}).")
+    if not isinstance(document.get("meta", {}), dict) or not isinstance(
+        document.get("leaves", {}), dict
+    ):
+        raise CheckpointError(f"{path} has a damaged document (its meta or leaves).")
     return arrays, document
 
 
@@ -228,7 +245,7 @@ def load_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
       >>> meta
       {'step': 3, 'cell': 'lstm'}
     """
-    return _read_document(Path(path))["meta"]
+    return _read_document(Path(path)).get("meta", {})
 
 
 def load(path: str | os.PathLike[str], template: Any) -> tuple[Any, dict[str, Any]]:

@@ -168,12 +168,32 @@ def test_a_newer_format_or_another_programs_document_is_refused(tmp_path):
     for read in (checkpoint.load_meta, lambda p: checkpoint.load(p, {})):
         with pytest.raises(checkpoint.CheckpointError, match=r"\.npz file but not a jaxrnn check"):
             read(tmp_path / "other.npz")
-    # and save leaves both as they were
-    for name in ("newer.npz", "other.npz"):
+    # and save leaves both as they were, saying which is which
+    for name, message in (("newer.npz", "is a newer jaxrnn's"), ("other.npz", "is not a jaxrnn")):
         before = (tmp_path / name).read_bytes()
-        with pytest.raises(checkpoint.CheckpointError, match="exists and is not a jaxrnn"):
+        with pytest.raises(checkpoint.CheckpointError, match=f"exists and {message}"):
             checkpoint.save(tmp_path / name, make_tree(), {})
         assert (tmp_path / name).read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ({"version": "2"}, r"damaged document \(format version '2'\)"),
+        ({"version": None}, r"damaged document \(format version None\)"),
+        ({"meta": [1]}, r"damaged document \(its meta or leaves\)"),
+        ({"leaves": "x"}, r"damaged document \(its meta or leaves\)"),
+    ],
+)
+def test_a_damaged_document_is_a_checkpoint_error_not_a_type_error(tmp_path, damage, message):
+    document = {"format": "jaxrnn-checkpoint", "version": 1, "leaves": {}, "meta": {}}
+    path = write_document(tmp_path / "ck.npz", {**document, **damage})
+    for read in (checkpoint.load_meta, lambda p: checkpoint.load(p, {})):
+        with pytest.raises(checkpoint.CheckpointError, match=message):
+            read(path)
+    # A document without meta (none was given to a writer that left it out) reads as {}.
+    path = write_document(tmp_path / "bare.npz", {"format": "jaxrnn-checkpoint", "version": 1})
+    assert checkpoint.load_meta(path) == {} and checkpoint.load(path, {}) == ({}, {})
 
 
 def test_save_never_replaces_a_file_that_is_not_a_checkpoint(tmp_path):
