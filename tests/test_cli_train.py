@@ -280,6 +280,31 @@ def test_a_saved_run_and_a_users_files_survive_refused_arguments(capsys, tmp_pat
     fails_with(capsys, "is a file", *train, "--hidden", "8", "--out", a_file)
 
 
+def test_metrics_flags_never_replace_nor_extend_a_users_other_file(capsys, tmp_path, text_file):
+    """--overwrite starts a metrics file afresh and --resume appends to one, but a file
+    of the user's that holds anything else is refused by both, byte for byte as it was."""
+    out, notes = tmp_path / "run", tmp_path / "notes.txt"
+    train = ["train", "--text", text_file, *TINY, "--steps", "2", "--out", out]
+    assert run(capsys, *train)[0] == 0
+    for content in ("my notes\n", "[1, 2]\n", '{"step": 1}\n'):
+        notes.write_text(content)
+        for flag in ("--overwrite", "--resume"):
+            fails_with(
+                capsys,
+                "holds something other than `jaxrnn train` metrics",
+                *train,
+                "--metrics",
+                notes,
+                flag,
+            )
+            assert notes.read_text() == content
+    assert run(capsys, *train, "--metrics", tmp_path / "metrics.jsonl", "--overwrite")[0] == 0
+    again = ["--metrics", tmp_path / "metrics.jsonl", "--overwrite"]
+    assert run(capsys, *train, *again)[0] == 0  # an earlier run's metrics: started afresh
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [2]
+
+
 def test_remat_run_then_persistent_nan_stops_keeping_the_last_good_checkpoint(
     capsys, text_file, tmp_path
 ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
+import json
 import math
 import re
 import time
@@ -279,21 +280,39 @@ def _check_fresh_run(out: Path, overwrite: bool) -> None:
             ) from None
 
 
+def _is_metrics_file(path: Path) -> bool:
+    """Whether the first line of ``path`` is a metrics record, as ``fit`` writes them: a
+    user's other file is never replaced by, nor extended with, metrics."""
+    try:
+        with path.open(encoding="utf-8") as file:
+            record = json.loads(file.readline())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(record, dict) and {"step", "val_bpc"} <= set(record)
+
+
 def _check_outputs(out: Path, metrics: str | None, resume: bool, overwrite: bool) -> Path | None:
     """Makes ``out`` (and the metrics file's folder) before training, so that a path
     that cannot be written fails now, not after the first evaluation; the metrics
-    file of a fresh run must not hold an earlier one's lines, unless ``--overwrite``."""
+    file of a fresh run must not hold an earlier one's lines, unless ``--overwrite``,
+    and neither flag replaces or extends a file that holds anything but metrics."""
     _writable_folder(out, "--out")
     if metrics is None:
         return None
     path = Path(metrics)
     if path.is_dir():
         raise CommandError(f"--metrics {path} is a directory; pass a file name.")
-    if not resume and not overwrite and path.exists() and path.stat().st_size > 0:
-        raise CommandError(
-            f"--metrics {path} already holds lines; pass --resume to append to them, "
-            "--overwrite to start it afresh, or another file."
-        )
+    if path.exists() and path.stat().st_size > 0:
+        if not _is_metrics_file(path):
+            raise CommandError(
+                f"--metrics {path} holds something other than `jaxrnn train` metrics; the run "
+                "would write into it. Pass another file, or move that one away."
+            )
+        if not resume and not overwrite:
+            raise CommandError(
+                f"--metrics {path} already holds lines; pass --resume to append to them, "
+                "--overwrite to start it afresh, or another file."
+            )
     _writable_folder(path.parent, "--metrics", path)
     return path
 
