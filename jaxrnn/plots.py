@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -61,9 +63,23 @@ def to_jsonable(value: Any) -> Any:
 
 
 def write_json(path: str | Path, data: Any) -> Path:
-    """Writes ``to_jsonable(data)`` to ``path`` (strict, compact JSON) and returns the path."""
+    """Writes ``to_jsonable(data)`` to ``path`` (strict, compact JSON) and returns the path.
+
+    The text goes to a temporary file beside ``path``, renamed over it once
+    complete: a write that fails (a full disk) or is killed leaves the earlier
+    file (e.g. the run ``jaxrnn task --out`` replaces) as it was.
+    """
     path = Path(path)
-    path.write_text(json.dumps(to_jsonable(data), separators=(",", ":"), allow_nan=False) + "\n")
+    text = json.dumps(to_jsonable(data), separators=(",", ":"), allow_nan=False) + "\n"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(temporary, 0o644)  # mkstemp made it private
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
     return path
 
 

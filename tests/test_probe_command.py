@@ -2,6 +2,8 @@
 bad arguments get one-line messages, and a short smoke run of each command works."""
 
 import json
+import subprocess
+import sys
 
 import matplotlib.image
 import numpy as np
@@ -244,3 +246,31 @@ def test_outputs_never_replace_a_users_file_and_fail_before_training(task_run, t
     earlier.write_text(task_run.read_text())
     assert main([*task, "--test-size", "8", "--eval-every", "1", "--out", str(earlier)]) == 0
     assert json.loads(earlier.read_text())["config"]["steps"] == 1
+
+
+# A write that fails half way, as on a full disk: RLIMIT_FSIZE makes it fail with EFBIG.
+FAILING_WRITE = r"""
+import resource, signal, sys
+from jaxrnn import plots
+
+path = sys.argv[1]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an over-limit write raises OSError instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (200, resource.RLIM_INFINITY))
+try:
+    plots.write_json(path, {"config": {"steps": 2}, "grad_profiles": [], "loss": [0.25] * 1000})
+except OSError:
+    print("failed")
+"""
+
+
+def test_a_failed_json_write_keeps_the_earlier_file(tmp_path):
+    """`task --out` replaces an earlier run's JSON: a write that fails leaves that run whole
+    (write_json truncated it first) and no temporary file."""
+    path = plots.write_json(tmp_path / "run.json", {"config": {}, "grad_profiles": [], "x": 1})
+    before = path.read_text()
+    child = subprocess.run(
+        [sys.executable, "-c", FAILING_WRITE, str(path)], capture_output=True, text=True
+    )
+    assert child.stdout == "failed\n", child.stderr
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
