@@ -73,6 +73,17 @@ def test_train_then_sample(capsys, text_file, tmp_path):
         "Zebra",
     )
 
+    for length in ("0", str(2**31)):  # the larger one overflowed inside jit
+        fails_with(
+            capsys,
+            "--length must lie in [1, 2**31)",
+            "sample",
+            "--checkpoint",
+            out_dir,
+            "--length",
+            length,
+        )
+
     # Resuming with another architecture is refused; so is starting over without a flag.
     fails_with(
         capsys,

@@ -60,8 +60,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Prints the prime and ``--length`` characters the model writes after it."""
-    if args.length < 1:
-        raise CommandError(f"--length must be >= 1, got {args.length}.")
+    if not 1 <= args.length < 2**31:  # the sampling loop's length is an int32
+        raise CommandError(f"--length must lie in [1, 2**31), got {args.length}.")
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
         raise CommandError(f"--temperature must be a finite number >= 0, got {args.temperature}.")
     if args.prime == "":
