@@ -1020,9 +1020,11 @@ def fit(
         if improved:
             save("best.npz")
 
-    stopped, step = "steps", start_step
+    # A run restored after it stopped early is over, as the run that never stopped is.
+    over = bool(config.patience) and counters["bad_evals"] >= config.patience
+    stopped, step = ("early_stopping" if over else "steps"), start_step
     try:
-        while step < config.steps:
+        while step < config.steps and not over:
             position = step % windows
             if position == 0:  # a new pass over the streams starts from a clean carry
                 carry = model.zero_carry(config.batch_size)

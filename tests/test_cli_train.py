@@ -316,6 +316,28 @@ def test_metrics_flags_never_replace_nor_extend_a_users_other_file(capsys, tmp_p
     assert [json.loads(line)["step"] for line in lines] == [2]
 
 
+def test_a_run_that_stopped_early_is_over_for_resume(capsys, tmp_path, text_file):
+    """The run that never stopped ends at its early stop: --resume trains nothing (it
+    trained --eval-every more steps per session), unless --patience is raised."""
+    out = tmp_path / "run"
+    train = ["train", "--text", text_file, "--no-progress", "--out", out]
+    assert run(capsys, *train, *TINY[2:], "--hidden", "8", "--steps", "2")[0] == 0
+    latest = out / "checkpoint.npz"
+    with np.load(latest) as npz:  # as the loop leaves a run that stopped early
+        arrays = {name: npz[name] for name in npz.files}
+    document = json.loads(arrays["__meta__"].tobytes())
+    document["meta"]["progress"]["bad_evals"] = 2
+    arrays["__meta__"] = np.frombuffer(json.dumps(document).encode(), np.uint8)
+    np.savez(latest, **arrays)
+    saved = latest.read_bytes()
+    status, out_text, _ = run(capsys, *train, "--resume", "--steps", "8", "--patience", "2")
+    assert status == 0 and "stopped early at step 2" in out_text
+    assert "nothing to train; pass a larger --patience" in out_text
+    assert latest.read_bytes() == saved
+    status, out_text, _ = run(capsys, *train, "--resume", "--steps", "4", "--patience", "0")
+    assert status == 0 and "trained 2 steps (steps 3 to 4)" in out_text
+
+
 def test_remat_run_then_persistent_nan_stops_keeping_the_last_good_checkpoint(
     capsys, text_file, tmp_path
 ):

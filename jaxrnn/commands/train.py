@@ -411,6 +411,14 @@ def run(args: argparse.Namespace) -> int:
             "pass a larger --steps to continue it."
         )
         return 0
+    bad_evals = progress.get("bad_evals", 0) if progress is not None else 0
+    if state is not None and config.patience and bad_evals >= config.patience:
+        print(
+            f"{latest} stopped early at step {first_step} (no better validation loss in "
+            f"{bad_evals} evaluation(s), --patience {config.patience}): nothing to train; pass "
+            "a larger --patience, or 0, to continue it."
+        )
+        return 0
     if state is not None and args.stop_at_step is not None and first_step >= args.stop_at_step:
         print(
             f"{latest} is at step {first_step}, --stop-at-step {args.stop_at_step}: nothing to "
