@@ -31,8 +31,9 @@ import os
 import re
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import jax
 import jax.numpy as jnp
@@ -119,8 +120,19 @@ def save(path: str | os.PathLike[str], tree: Any, meta: dict[str, Any] | None = 
         ) from None
     arrays[_META] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
-    # A process killed while writing leaves its temporary file: the next save removes
-    # it (only names mkstemp makes: a user's file that merely looks alike stays).
+    write_atomically(path, lambda file: np.savez(file, **arrays))
+    return path
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Calls ``write(file)`` on a temporary file beside ``path``, then renames it over
+    ``path``: a crash at any moment leaves the earlier file or the new one, whole.
+
+    The file is flushed and ``fsync``-ed before the rename and the folder after it.
+    A process killed while writing leaves its temporary file (``.NAME.XXXXXXXX.tmp``):
+    the next write to the same name removes it (only names ``mkstemp`` makes: a
+    user's file that merely looks alike stays).
+    """
     stale_name = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         if stale_name.fullmatch(stale.name):
@@ -128,7 +140,7 @@ def save(path: str | os.PathLike[str], tree: Any, meta: dict[str, Any] | None = 
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.chmod(temporary, 0o644)  # mkstemp made it private
@@ -137,7 +149,6 @@ def save(path: str | os.PathLike[str], tree: Any, meta: dict[str, Any] | None = 
         Path(temporary).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
-    return path
 
 
 def _check_replaceable(path: Path) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,8 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+
+from jaxrnn.checkpoint import write_atomically
 
 __all__ = ["cliff_plot", "heatmaps", "line_plot", "save", "to_jsonable", "write_json"]
 
@@ -66,20 +66,13 @@ def write_json(path: str | Path, data: Any) -> Path:
     """Writes ``to_jsonable(data)`` to ``path`` (strict, compact JSON) and returns the path.
 
     The text goes to a temporary file beside ``path``, renamed over it once
-    complete: a write that fails (a full disk) or is killed leaves the earlier
-    file (e.g. the run ``jaxrnn task --out`` replaces) as it was.
+    complete (``checkpoint.write_atomically``): a write that fails (a full disk)
+    or is killed leaves the earlier file (e.g. the run ``jaxrnn task --out``
+    replaces) as it was.
     """
     path = Path(path)
     text = json.dumps(to_jsonable(data), separators=(",", ":"), allow_nan=False) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp made it private
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
     return path
 
 
