@@ -8,6 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxrnn import data, optim, train
@@ -216,6 +217,55 @@ def test_schedules_and_configs():
     with pytest.raises(ValueError, match="schedule must be one of"):
         train.TrainConfig(schedule="linear")
     assert isinstance(train.make_optimizer(CONFIG)[0], optim.GradientTransformation)
+
+
+def optimizer_updates(optimizer, grads_per_step, params):
+    """The updates an optimizer gives for a sequence of gradients, as NumPy arrays."""
+    state, out, update = optimizer.init(params), [], jax.jit(optimizer.update)
+    for grads in grads_per_step:
+        updates, state = update(grads, state, params)
+        params = jax.tree.map(lambda p, u: p + u, params, updates)
+        out.append(jax.tree.map(np.asarray, updates))
+    return out
+
+
+def assert_updates_equal_optax(config, reference, grads_per_step, params):
+    optimizer, _ = train.make_optimizer(config)
+    got = optimizer_updates(optimizer, grads_per_step, params)
+    want = optimizer_updates(reference, grads_per_step, params)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-8)
+
+
+def random_grads(scales, seed=0):
+    """One two-leaf gradient per scale: global norms far above and below the clip."""
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "a": jnp.asarray(s * rng.normal(size=3), jnp.float32),
+            "b": jnp.asarray(0.3 * s * rng.normal(size=(2, 2)), jnp.float32),
+        }
+        for s in scales
+    ]
+
+
+@pytest.mark.parametrize(("clip_norm", "learning_rate"), [(1.0, 1e-2), (2.5, 1.0), (0.05, 0.3)])
+def test_the_optimizer_clips_the_global_norm_before_adam(clip_norm, learning_rate):
+    # optax is the oracle: clip_by_global_norm(c), then Adam. Clipping rescales each
+    # step's gradients by its own factor, which changes Adam's moments from the second
+    # step on: a threshold ignored, a norm per leaf, or clipping the update would not.
+    config = dataclasses.replace(
+        CONFIG, schedule="constant", learning_rate=learning_rate, clip_norm=clip_norm
+    )
+    reference = optax.chain(
+        optax.clip_by_global_norm(clip_norm),
+        optax.adam(learning_rate, b1=config.b1, b2=config.b2),
+    )
+    params = {"a": jnp.zeros(3, jnp.float32), "b": jnp.ones((2, 2), jnp.float32)}
+    grads = random_grads([10.0, 0.02, 3.0, 0.5, 40.0])
+    norms = [float(optax.global_norm(g)) for g in grads]
+    assert min(norms) < clip_norm < max(norms)  # some steps are clipped, some not
+    assert_updates_equal_optax(config, reference, grads, params)
 
 
 @pytest.fixture(scope="module")
