@@ -268,6 +268,16 @@ def test_the_optimizer_clips_the_global_norm_before_adam(clip_norm, learning_rat
     assert_updates_equal_optax(config, reference, grads, params)
 
 
+@pytest.mark.parametrize(("b1", "b2"), [(0.9, 0.99), (0.5, 0.999), (0.0, 0.6)])
+def test_the_optimizer_is_adam_with_the_configs_betas(b1, b2):
+    # b1 decays the first moment, b2 the second: swapped, the updates differ from optax's.
+    config = dataclasses.replace(CONFIG, schedule="constant", clip_norm=1e6, b1=b1, b2=b2)
+    reference = optax.adam(config.learning_rate, b1=b1, b2=b2)
+    params = {"a": jnp.zeros(3, jnp.float32), "b": jnp.ones((2, 2), jnp.float32)}
+    grads = random_grads([1.0, -2.0, 0.5, 3.0], seed=1)
+    assert_updates_equal_optax(config, reference, grads, params)
+
+
 @pytest.fixture(scope="module")
 def stepper():
     """One compiled step and initialisation, shared by the tests below."""
