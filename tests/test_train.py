@@ -313,6 +313,26 @@ def test_loss_trajectory_is_bit_identical_and_survives_a_checkpoint(char_data, s
     assert_same_tree(state_c, state_a)
 
 
+def test_each_step_draws_its_own_dropout_masks(char_data):
+    # Step k's dropout key is fold_in(state.key, k): the same window read at two steps
+    # drops other units, and each loss is the model's with that key.
+    model = train.CharModel(dataclasses.replace(MODEL, cell="elman", num_layers=2, dropout=0.5))
+    optimizer, schedule = train.make_optimizer(CONFIG)
+    step = train.make_train_step(model, optimizer, schedule)
+    state = train.init_state(model, optimizer, CONFIG.batch_size, jax.random.key(0))
+    inputs, targets = data.window(char_data.train, 0, CONFIG.seq_len)
+    loss_fn = jax.jit(model.loss)
+    losses = []
+    for k in (0, 1, 7):
+        _, metrics = step(state._replace(step=jnp.int32(k)), inputs, targets)
+        key = jax.random.fold_in(state.key, k)
+        want, _ = loss_fn(state.params, inputs, targets, state.carry, key=key)
+        np.testing.assert_allclose(float(metrics.loss), float(want), rtol=1e-5)
+        losses.append(float(metrics.loss))
+    no_dropout, _ = loss_fn(state.params, inputs, targets, state.carry)
+    assert len({*losses, float(no_dropout)}) == 4
+
+
 def test_a_poisoned_batch_is_skipped_counted_and_training_goes_on(tmp_path):
     # '!' appears in two places of the training text only; its embedding is NaN, so every
     # window reading it has a NaN loss and NaN gradients: those updates must be skipped.
