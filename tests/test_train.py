@@ -191,6 +191,30 @@ def test_sampling(char_data):
         train.sample(model, params, vocab, "THE", 12, jax.random.key(0))
 
 
+def test_sampling_divides_the_logits_by_the_temperature(char_data):
+    # A head of zero weights gives the same logits b after every prefix: each character
+    # is drawn from softmax(b / temperature), independently; its frequencies show which.
+    model, vocab = train.CharModel(MODEL), char_data.vocab
+    params = model.init(jax.random.key(0))
+    b = np.linspace(-3.0, 3.0, vocab.size)
+    params["head"] = {"w": jnp.zeros_like(params["head"]["w"]), "b": jnp.asarray(b, jnp.float32)}
+
+    def softmax(z):
+        return np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+
+    def distance(p, q):  # total variation
+        return 0.5 * np.abs(p - q).sum()
+
+    n = 4000
+    for temperature in (0.5, 2.0):
+        text = train.sample(model, params, vocab, "the ", n, jax.random.key(3), temperature)
+        seen = np.bincount(vocab.encode(text), minlength=vocab.size) / n
+        want = softmax(b / temperature)
+        assert distance(seen, want) < 0.05
+        for wrong in (softmax(b), softmax(b * temperature)):  # ignored, multiplied
+            assert distance(want, wrong) > 0.2 and distance(seen, wrong) > 0.15
+
+
 def test_evaluate_is_the_mean_over_windows(char_data):
     model = train.CharModel(MODEL)
     params = model.init(jax.random.key(0))
