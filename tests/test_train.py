@@ -385,6 +385,14 @@ def test_a_poisoned_batch_is_skipped_counted_and_training_goes_on(tmp_path):
     leaves = jax.tree.leaves(dict(result.state.params, embed=result.state.params["embed"][:bang]))
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
     assert not np.array_equal(result.state.params["head"]["w"], state.params["head"]["w"])
+    # train_bpc averages the finite losses only: evaluated after every step, a skipped
+    # step has none (None), and the mean of the others is the 12-step run's train_bpc.
+    per_step = quiet_fit(model, char, dataclasses.replace(config, eval_every=1), state=state)
+    assert [r["train_bpc"] is None for r in per_step.history] == [
+        k in poisoned for k in range(config.steps)
+    ]
+    finite = [r["train_bpc"] for r in per_step.history if r["train_bpc"] is not None]
+    assert lines[-1]["train_bpc"] == pytest.approx(np.mean(finite), rel=1e-9)
 
 
 def test_a_nan_loss_with_finite_gradients_is_skipped_too(stepper):
