@@ -172,6 +172,25 @@ def test_non_finite_gradients_are_skipped_then_stop(char_data, tmp_path):
     assert_same_tree(kept.params, poisoned.params)  # no update went through
 
 
+@pytest.mark.parametrize(("start", "skips", "stop"), [(0, 4, 4), (2, 3, 5), (1, 2, 3)])
+def test_non_finite_steps_stop_exactly_after_max_consecutive_skips(
+    char_data, tmp_path, start, skips, stop
+):
+    # Every window is NaN from step `start` on, and no evaluation comes before step 6:
+    # the loop must look at the skips often enough to stop after exactly K of them.
+    model = train.CharModel(MODEL)
+    config = dataclasses.replace(CONFIG, eval_every=6, max_consecutive_skips=skips)
+    optimizer, _ = train.make_optimizer(config)
+    state = train.init_state(model, optimizer, config.batch_size, jax.random.key(0))
+    head = dict(state.params["head"], w=state.params["head"]["w"].at[0, 0].set(jnp.nan))
+    poisoned = state._replace(step=jnp.int32(start), params=dict(state.params, head=head))
+    message = rf"NaN or infinite for {skips} steps in a row \(to step {stop}\)"
+    with pytest.raises(train.NonFiniteError, match=message):
+        quiet_fit(model, char_data, config, state=poisoned, out_dir=tmp_path)
+    kept, _ = train.restore_state(tmp_path / "checkpoint.npz", model, optimizer, 3)
+    assert int(kept.step) == stop and int(kept.opt_state.total_skipped) == skips
+
+
 def test_sampling(char_data):
     model = train.CharModel(MODEL)
     params = model.init(jax.random.key(0))
