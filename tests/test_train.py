@@ -101,6 +101,27 @@ def test_an_interrupt_saves_a_checkpoint_and_says_where(char_data, tmp_path):
     assert f"interrupted at step {int(state.step)}:" in lines[-1] and int(state.step) >= 1
 
 
+def test_an_interrupt_keeps_the_losses_not_yet_reported(char_data, tmp_path):
+    """Ctrl-C at step 2 (raised by the sample printed there), before any report: the
+    checkpoint's counters hold steps 1 and 2's losses, so the resumed run's train_bpc
+    at step 3 is the uninterrupted run's, the mean over steps 1 to 3."""
+
+    def log(line):
+        raise KeyboardInterrupt
+
+    model = train.CharModel(MODEL)
+    sampling = dataclasses.replace(CONFIG, sample_every=2, sample_length=4)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(model, char_data, sampling, out_dir=tmp_path, show_progress=False, log=log)
+    optimizer, _ = train.make_optimizer(CONFIG)
+    state, meta = train.restore_state(tmp_path / "checkpoint.npz", model, optimizer, 3)
+    progress = train.progress_from_meta(meta)
+    assert int(state.step) == 2 and progress["loss_count"] == 2
+    resumed = quiet_fit(model, char_data, CONFIG, state=state, progress=progress)
+    whole = quiet_fit(model, char_data, CONFIG)
+    assert [r["train_bpc"] for r in resumed.history] == [r["train_bpc"] for r in whole.history]
+
+
 def test_same_seed_same_trajectory_and_exact_resume(char_data, tmp_path):
     model = train.CharModel(MODEL)
     whole = quiet_fit(model, char_data, CONFIG, out_dir=tmp_path / "whole")
