@@ -255,6 +255,21 @@ def test_sampling_divides_the_logits_by_the_temperature(char_data):
             assert distance(want, wrong) > 0.2 and distance(seen, wrong) > 0.15
 
 
+def test_each_periodic_sample_draws_with_its_own_key(char_data):
+    # A rate of 1e-30 leaves the parameters as they were (in float32), so the samples
+    # printed at steps 1, 2 and 3 differ only if each draws with another key.
+    lines = []
+    config = dataclasses.replace(
+        CONFIG, schedule="constant", learning_rate=1e-30, sample_every=1, sample_length=24
+    )
+    train.fit(train.CharModel(MODEL), char_data, config, show_progress=False, log=lines.append)
+    samples = [line for line in lines if line.startswith("--- sample at step")]
+    assert [s.splitlines()[0] for s in samples] == [
+        f"--- sample at step {k} ---" for k in (1, 2, 3, 4, 5, 6)
+    ]
+    assert len({s.split("\n", 1)[1] for s in samples}) == len(samples)  # no two alike
+
+
 def test_evaluate_is_the_mean_over_windows(char_data):
     model = train.CharModel(MODEL)
     params = model.init(jax.random.key(0))
