@@ -889,7 +889,10 @@ def fit(
       metrics_file: an open text file for JSON lines, one per evaluation.
       text_fingerprint: stored in checkpoints, so a resume can check the text.
       prime: the text periodic samples continue.
-      time_limit: stop (with an evaluation and a checkpoint) after this many seconds.
+      time_limit: stop after this many seconds, with a checkpoint, as ``stop_at_step``
+        would; between evaluations the validation loss reached is logged but is not
+        one of the run's evaluations (no metrics line, best loss or patience count),
+        so that a resumed run continues exactly.
       stop_at_step: end this session after that step, saving a checkpoint, as
         an interruption would; a later ``fit`` from the restored state
         continues exactly (the schedule still runs to ``config.steps``).
@@ -1059,11 +1062,23 @@ def fit(
                 stopped = "stop_at_step"
                 break
             if time_limit is not None and time.perf_counter() - started > time_limit:
-                if not evaluating:
+                # Between evaluations, a stop as stop_at_step's: the validation loss is
+                # logged only, so that a resumed run evaluates, averages train_bpc and
+                # counts patience and the best loss as one that never stopped.
+                reached = f"time limit of {time_limit:.0f} s reached at step {step}"
+                if evaluating:
+                    write(f"{reached}.")
+                else:
                     report(step)
-                    evaluate_now(step)
+                    save("checkpoint.npz")
+                    val_bpc = evaluate(
+                        model, state.params, data.val, config.seq_len, chunked=config.remat
+                    )
+                    write(
+                        f"{reached}: validation {val_bpc:.3f} bpc (not an evaluation of the "
+                        "run: it counts for neither the best loss nor the patience)."
+                    )
                 stopped = "time_limit"
-                write(f"time limit of {time_limit:.0f} s reached at step {step}.")
                 break
     except KeyboardInterrupt:
         report(step)

@@ -179,6 +179,41 @@ def test_early_stopping(char_data):
     assert len(result.history) == 2 and result.best_step == 0
 
 
+def test_a_time_limit_stop_resumes_as_if_it_had_not_stopped(char_data, tmp_path):
+    # The validation loss logged at a time-limit stop between evaluations counts for
+    # neither --patience nor the best loss, nor does it restart train_bpc's average:
+    # resumed, the run stops early at the step an uninterrupted one does, with its losses.
+    model = train.CharModel(MODEL)
+    config = dataclasses.replace(CONFIG, steps=8, eval_every=2, patience=2)
+    progress = {"best_val_bpc": 0.0, "best_step": 0}  # unbeatable: stops at the 2nd evaluation
+    whole = quiet_fit(model, char_data, config, progress=dict(progress))
+    assert whole.stopped == "early_stopping" and int(whole.state.step) == 4
+    lines = []
+    first = train.fit(
+        model,
+        char_data,
+        config,
+        progress=dict(progress),
+        out_dir=tmp_path,
+        time_limit=1e-9,  # past after the first step
+        show_progress=False,
+        log=lines.append,
+    )
+    assert first.stopped == "time_limit" and int(first.state.step) == 1 and first.history == []
+    assert "time limit of 0 s reached at step 1: validation " in lines[-1]
+    assert not (tmp_path / "best.npz").exists()
+    optimizer, _ = train.make_optimizer(config)
+    state, meta = train.restore_state(tmp_path / "checkpoint.npz", model, optimizer, 3)
+    second = quiet_fit(
+        model, char_data, config, state=state, progress=train.progress_from_meta(meta)
+    )
+    assert second.stopped == "early_stopping" and int(second.state.step) == 4
+    assert_same_tree(second.state, whole.state)
+    assert [(r["step"], r["train_bpc"], r["val_bpc"]) for r in second.history] == [
+        (r["step"], r["train_bpc"], r["val_bpc"]) for r in whole.history
+    ]
+
+
 def test_non_finite_gradients_are_skipped_then_stop(char_data, tmp_path):
     model = train.CharModel(MODEL)
     config = dataclasses.replace(CONFIG, max_consecutive_skips=3)
