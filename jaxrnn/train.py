@@ -810,7 +810,8 @@ class FitResult(NamedTuple):
 
     Attributes:
       state: the final ``TrainState``.
-      best_val_bpc: the lowest validation bits per character seen (``inf`` if never evaluated).
+      best_val_bpc: the lowest validation bits per character seen (``inf`` if never
+        evaluated), a time-limit stop's included: that of the parameters in ``best.npz``.
       best_step: the step at which it was seen.
       history: one dict per evaluation, as written to the metrics file.
       stopped: why the loop ended: ``"steps"``, ``"early_stopping"``, ``"time_limit"``
@@ -884,15 +885,17 @@ def fit(
       config: the ``TrainConfig``.
       state: a state to continue from (``restore_state``); a fresh one if omitted.
       progress: the loop's counters saved with that state's checkpoint
-        (``best_val_bpc``, ``best_step``, ``bad_evals``, ``loss_sum``, ``loss_count``).
+        (``best_val_bpc``, ``best_step``, ``bad_evals``, ``loss_sum``, ``loss_count``,
+        ``kept_val_bpc``, ``kept_step``).
       out_dir: where checkpoints go; none are written if omitted.
       metrics_file: an open text file for JSON lines, one per evaluation.
       text_fingerprint: stored in checkpoints, so a resume can check the text.
       prime: the text periodic samples continue.
       time_limit: stop after this many seconds, with a checkpoint, as ``stop_at_step``
-        would; between evaluations the validation loss reached is logged but is not
-        one of the run's evaluations (no metrics line, best loss or patience count),
-        so that a resumed run continues exactly.
+        would. Between evaluations the parameters reached are evaluated too, and kept
+        in ``best.npz`` if the best so far, but that is no evaluation of the run's (no
+        metrics line, no patience count, train_bpc's average goes on), so that a
+        resumed run evaluates and stops early as one that never stopped.
       stop_at_step: end this session after that step, saving a checkpoint, as
         an interruption would; a later ``fit`` from the restored state
         continues exactly (the schedule still runs to ``config.steps``).
@@ -932,13 +935,17 @@ def fit(
     if not main:
         metrics_file = None
     counters = {
-        "best_val_bpc": math.inf,
+        "best_val_bpc": math.inf,  # best_* and bad_evals: the run's evaluations, for patience
         "best_step": 0,
         "bad_evals": 0,
         "loss_sum": 0.0,
         "loss_count": 0,
         **(progress or {}),
     }
+    # kept_*: the parameters in best.npz, the best of every evaluation, a time-limit
+    # stop's included (checkpoints written before kept_* existed hold best_* alone).
+    counters.setdefault("kept_val_bpc", counters["best_val_bpc"])
+    counters.setdefault("kept_step", counters["best_step"])
     windows = data.windows_per_epoch
     out = Path(out_dir) if out_dir is not None else None
     sample_key = jax.random.fold_in(state.key, 1 << 30)
@@ -1010,18 +1017,24 @@ def fit(
         if metrics_file is not None:
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
-        improved = val_bpc < counters["best_val_bpc"] - 1e-4
-        if improved:
+        if val_bpc < counters["best_val_bpc"] - 1e-4:
             counters.update(best_val_bpc=val_bpc, best_step=step, bad_evals=0)
         else:
             counters["bad_evals"] += 1
         train = "-" if record["train_bpc"] is None else f"{record['train_bpc']:.3f}"
-        best = " (best)" if improved else f" (best {counters['best_val_bpc']:.3f})"
         rate = f", {record['chars_per_s']:,} chars/s" if record["chars_per_s"] else ""
+        best = keep(val_bpc, step)
         write(f"step {step}: train {train} bpc, validation {val_bpc:.3f} bpc{best}{rate}")
+
+    def keep(val_bpc: float, step: int) -> str:
+        """Saves checkpoint.npz, and best.npz if ``val_bpc`` is the best so far; says which."""
+        improved = val_bpc < counters["kept_val_bpc"] - 1e-4
+        if improved:
+            counters.update(kept_val_bpc=val_bpc, kept_step=step)
         save("checkpoint.npz")
         if improved:
             save("best.npz")
+        return " (best)" if improved else f" (best {counters['kept_val_bpc']:.3f})"
 
     # A run restored after it stopped early is over, as the run that never stopped is.
     over = bool(config.patience) and counters["bad_evals"] >= config.patience
@@ -1047,8 +1060,8 @@ def fit(
                     stopped = "early_stopping"
                     write(
                         f"early stopping: no better validation loss in {config.patience} "
-                        f"evaluations; the best, {counters['best_val_bpc']:.3f} bpc, was at "
-                        f"step {counters['best_step']}."
+                        f"evaluations; the best, {counters['kept_val_bpc']:.3f} bpc, was at "
+                        f"step {counters['kept_step']}."
                     )
                     break
             if sampling:
@@ -1062,21 +1075,21 @@ def fit(
                 stopped = "stop_at_step"
                 break
             if time_limit is not None and time.perf_counter() - started > time_limit:
-                # Between evaluations, a stop as stop_at_step's: the validation loss is
-                # logged only, so that a resumed run evaluates, averages train_bpc and
-                # counts patience and the best loss as one that never stopped.
+                # Between evaluations, the parameters reached are evaluated and kept if
+                # the best, but patience, the metrics and train_bpc's average go on as
+                # if the run had not stopped: a resumed run continues as one that did not.
                 reached = f"time limit of {time_limit:.0f} s reached at step {step}"
                 if evaluating:
                     write(f"{reached}.")
                 else:
                     report(step)
-                    save("checkpoint.npz")
                     val_bpc = evaluate(
                         model, state.params, data.val, config.seq_len, chunked=config.remat
                     )
+                    best = keep(val_bpc, step)
                     write(
-                        f"{reached}: validation {val_bpc:.3f} bpc (not an evaluation of the "
-                        "run: it counts for neither the best loss nor the patience)."
+                        f"{reached}: validation {val_bpc:.3f} bpc{best}; not counted for "
+                        "--patience, no metrics line."
                     )
                 stopped = "time_limit"
                 break
@@ -1091,7 +1104,7 @@ def fit(
         raise
     finally:
         bar.close()
-    return FitResult(state, counters["best_val_bpc"], counters["best_step"], history, stopped)
+    return FitResult(state, counters["kept_val_bpc"], counters["kept_step"], history, stopped)
 
 
 class _Speed:
@@ -1135,6 +1148,8 @@ def _jsonable(counters: dict[str, Any]) -> dict[str, Any]:
 def progress_from_meta(meta: dict[str, Any]) -> dict[str, Any]:
     """The loop's counters stored in a checkpoint's metadata, ready for ``fit(progress=...)``."""
     progress = dict(meta.get("progress", {}))
-    if progress.get("best_val_bpc") is None:
-        progress["best_val_bpc"] = math.inf
+    for name in ("best_val_bpc", "kept_val_bpc"):
+        if name in progress and progress[name] is None:
+            progress[name] = math.inf
+    progress.setdefault("best_val_bpc", math.inf)
     return progress

@@ -214,6 +214,48 @@ def test_a_time_limit_stop_resumes_as_if_it_had_not_stopped(char_data, tmp_path)
     ]
 
 
+def test_a_time_limit_stop_keeps_its_parameters_in_best_npz(char_data, tmp_path):
+    # The parameters a time-limit stop reaches are evaluated and kept in best.npz (the
+    # first the run has), and the resumed run keeps the best of every evaluation while
+    # its own evaluations equal those of a run that never stopped.
+    model = train.CharModel(MODEL)
+    config = dataclasses.replace(CONFIG, steps=6, eval_every=3, patience=0)
+    whole = quiet_fit(model, char_data, config)
+    lines = []
+    first = train.fit(
+        model,
+        char_data,
+        config,
+        out_dir=tmp_path,
+        time_limit=1e-9,
+        show_progress=False,
+        log=lines.append,
+    )
+    assert first.stopped == "time_limit" and int(first.state.step) == 1 and first.history == []
+    val_at_1 = train.evaluate(model, first.state.params, char_data.val, config.seq_len)
+    assert (first.best_val_bpc, first.best_step) == (val_at_1, 1)
+    assert lines[-1].startswith(f"time limit of 0 s reached at step 1: validation {val_at_1:.3f}")
+    kept = train.load_model(tmp_path / "best.npz")[1]
+    assert_same_tree(kept, first.state.params)
+    optimizer, _ = train.make_optimizer(config)
+    state, meta = train.restore_state(tmp_path / "checkpoint.npz", model, optimizer, 3)
+    second = quiet_fit(
+        model,
+        char_data,
+        config,
+        state=state,
+        progress=train.progress_from_meta(meta),
+        out_dir=tmp_path,
+    )
+    assert_same_tree(second.state, whole.state)
+    assert [(r["step"], r["train_bpc"], r["val_bpc"]) for r in second.history] == [
+        (r["step"], r["train_bpc"], r["val_bpc"]) for r in whole.history
+    ]
+    losses = {1: val_at_1} | {r["step"]: r["val_bpc"] for r in whole.history}
+    best_step = min(losses, key=losses.get)
+    assert (second.best_val_bpc, second.best_step) == (losses[best_step], best_step)
+
+
 def test_non_finite_gradients_are_skipped_then_stop(char_data, tmp_path):
     model = train.CharModel(MODEL)
     config = dataclasses.replace(CONFIG, max_consecutive_skips=3)

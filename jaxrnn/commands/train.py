@@ -155,8 +155,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--time-limit",
         type=float,
         metavar="SECONDS",
-        help="stop after this long with a checkpoint, printing the validation loss reached; "
-        "--resume continues exactly",
+        help="stop after this long with a checkpoint, evaluating the parameters reached "
+        "(kept in best.npz if the best); --resume continues exactly",
     )
     fit.add_argument(
         "--stop-at-step",
