@@ -131,10 +131,18 @@ def _norm(values: Array, axis: int | tuple[int, ...]) -> Array:
     A plain ``sqrt(sum(g**2))`` returns 0 once the entries fall below about
     1e-19 in float32 (their squares underflow), which would cut every
     vanishing-gradient curve short long before the gradients are really zero.
+    The division is by ``sqrt(scale)`` twice: XLA turns ``values / scale``
+    into ``values * (1 / scale)``, and above about 8.5e37 in float32 that
+    reciprocal is subnormal, flushed to zero, which made the norm 0. An
+    infinite entry gives an infinite norm (``inf / inf`` would give NaN).
     """
-    scale = jnp.max(jnp.abs(values), axis=axis, keepdims=True)
-    safe = jnp.where(scale > 0, scale, jnp.ones_like(scale))
-    norm = jnp.sqrt(jnp.sum(jnp.square(values / safe), axis=axis, keepdims=True)) * scale
+    magnitudes = jnp.abs(values)
+    scale = jnp.max(magnitudes, axis=axis, keepdims=True)
+    finite = (scale > 0) & jnp.isfinite(scale)
+    inverse_root = lax.rsqrt(jnp.where(finite, scale, jnp.ones_like(scale)))
+    scaled = magnitudes * inverse_root * inverse_root
+    norm = jnp.sqrt(jnp.sum(jnp.square(scaled), axis=axis, keepdims=True)) * scale
+    norm = jnp.where(finite, norm, scale)  # 0, inf or NaN: the norm is the largest entry
     return jnp.squeeze(norm, axis=axis)
 
 

@@ -144,6 +144,26 @@ def test_vanishing_norms_do_not_underflow_before_the_gradients_do():
     np.testing.assert_allclose(np.asarray(norms32)[shown], np.asarray(norms64)[shown], rtol=1e-2)
 
 
+def test_exploding_norms_near_the_top_of_float32_and_past_it():
+    """‖g‖ of 1.4e38 is a float32 number (it came out 0: x / scale became x * (1 / scale),
+    a subnormal reciprocal flushed to zero), and an infinite gradient has an infinite norm
+    (it came out NaN, inf / inf)."""
+    cell = jaxrnn.elman(1, activation=lambda a: a)
+    params = cell.init(jax.random.key(0), 1)._replace(w_hh=jnp.full((1, 1), 10.0))
+    xs = jnp.zeros((40, 2, 1), jnp.float32)  # two sequences: each norm is over two entries
+
+    def loss_fn(ys):
+        return jnp.sum(ys[-1])
+
+    _, grads = probes.carry_grads(cell, params, xs, loss_fn)  # 10^(39 - t), inf at t = 0
+    expected = np.linalg.norm(np.asarray(grads, np.float64).reshape(40, -1), axis=1)
+    assert np.isinf(expected[0]) and expected[1] > 1e38
+    norms = probes.hidden_grad_norms(cell, params, xs, loss_fn)
+    np.testing.assert_allclose(norms, expected, rtol=1e-6)
+    frobenius = probes.jacobian_frobenius_norms(cell, params, xs)  # |10^(39 - t)| per sequence
+    np.testing.assert_allclose(frobenius[:, 0], np.abs(np.asarray(grads[:, 0, 0])), rtol=1e-6)
+
+
 # --------------------------------------------------------------------------- Jacobian products
 
 
