@@ -137,7 +137,8 @@ def _norm(values: Array, axis: int | tuple[int, ...]) -> Array:
     infinite entry gives an infinite norm (``inf / inf`` would give NaN).
     """
     magnitudes = jnp.abs(values)
-    scale = jnp.max(magnitudes, axis=axis, keepdims=True)
+    # initial=0: the norm of no entries (an empty batch) is 0, not an error inside jnp.max.
+    scale = jnp.max(magnitudes, axis=axis, keepdims=True, initial=0)
     finite = (scale > 0) & jnp.isfinite(scale)
     inverse_root = lax.rsqrt(jnp.where(finite, scale, jnp.ones_like(scale)))
     scaled = magnitudes * inverse_root * inverse_root

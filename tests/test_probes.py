@@ -164,6 +164,16 @@ def test_exploding_norms_near_the_top_of_float32_and_past_it():
     np.testing.assert_allclose(frobenius[:, 0], np.abs(np.asarray(grads[:, 0, 0])), rtol=1e-6)
 
 
+def test_an_empty_batch_has_norms_of_zero():
+    """unroll takes a batch of no sequences; the norm of no gradients is 0 (it was an error
+    from inside jnp.max: a zero-size reduction with no identity)."""
+    cell = jaxrnn.elman(H)
+    params = cell.init(jax.random.key(0), I)
+    xs = jnp.ones((T, 0, I), jnp.float32)
+    np.testing.assert_array_equal(probes.hidden_grad_norms(cell, params, xs, jnp.sum), 0.0)
+    assert probes.jacobian_frobenius_norms(cell, params, xs).shape == (T, 0)
+
+
 # --------------------------------------------------------------------------- Jacobian products
 
 
