@@ -126,23 +126,26 @@ def _flatteners(carry: Carry, batch_ndim: int):
 
 
 def _norm(values: Array, axis: int | tuple[int, ...]) -> Array:
-    """The Euclidean norm over ``axis``, scaled first so that tiny values do not underflow.
+    r"""The Euclidean norm over ``axis``, scaled first so that tiny values do not underflow.
 
     A plain ``sqrt(sum(g**2))`` returns 0 once the entries fall below about
     1e-19 in float32 (their squares underflow), which would cut every
     vanishing-gradient curve short long before the gradients are really zero.
-    The division is by ``sqrt(scale)`` twice: XLA turns ``values / scale``
-    into ``values * (1 / scale)``, and above about 8.5e37 in float32 that
-    reciprocal is subnormal, flushed to zero, which made the norm 0. An
-    infinite entry gives an infinite norm (``inf / inf`` would give NaN).
+    The scale is the power of two $2^e$ at the largest entry, applied as
+    $2^{-\lfloor e/2 \rfloor}$ and $2^{-\lceil e/2 \rceil}$: exact, and never a
+    subnormal factor. (Dividing by the largest entry itself became a multiply
+    by its reciprocal, subnormal above about 8.5e37 in float32 and flushed to
+    zero: the norm came out 0.) An infinite entry gives an infinite norm.
     """
     magnitudes = jnp.abs(values)
     # initial=0: the norm of no entries (an empty batch) is 0, not an error inside jnp.max.
     scale = jnp.max(magnitudes, axis=axis, keepdims=True, initial=0)
     finite = (scale > 0) & jnp.isfinite(scale)
-    inverse_root = lax.rsqrt(jnp.where(finite, scale, jnp.ones_like(scale)))
-    scaled = magnitudes * inverse_root * inverse_root
-    norm = jnp.sqrt(jnp.sum(jnp.square(scaled), axis=axis, keepdims=True)) * scale
+    _, exponent = jnp.frexp(jnp.where(finite, scale, jnp.ones_like(scale)))
+    half, rest = exponent // 2, exponent - exponent // 2
+    scaled = jnp.ldexp(jnp.ldexp(magnitudes, -half), -rest)
+    norm = jnp.sqrt(jnp.sum(jnp.square(scaled), axis=axis, keepdims=True))
+    norm = jnp.ldexp(jnp.ldexp(norm, half), rest)
     norm = jnp.where(finite, norm, scale)  # 0, inf or NaN: the norm is the largest entry
     return jnp.squeeze(norm, axis=axis)
 
@@ -715,7 +718,8 @@ class GradNormState(NamedTuple):
 
 
 def _norm_dtype(leaf: Array):
-    return jnp.promote_types(jnp.result_type(leaf), jnp.float32)
+    """At least float32, and real: a complex leaf's norm is a real number."""
+    return jnp.finfo(jnp.promote_types(jnp.result_type(leaf), jnp.float32)).dtype
 
 
 def record_grad_norms() -> optim.GradientTransformation:
@@ -756,12 +760,16 @@ def record_grad_norms() -> optim.GradientTransformation:
 
     def update(updates, state: GradNormState, params: Params | None = None):
         del params
+        # Scaled norms (_norm), as the other probes': sqrt(sum(g**2)) in float32 says 0 for
+        # entries below about 1e-19 and inf above 1e19, where the norm itself is a number.
         norms = jax.tree.map(
-            lambda g, old: jnp.sqrt(jnp.sum(jnp.square(g))).astype(old.dtype),
+            lambda g, old: _norm(jnp.ravel(jnp.abs(g).astype(old.dtype)), axis=0),
             updates,
             state.param_norms,
         )
-        global_norm = optim.global_norm(updates).astype(state.global_norm.dtype)
+        dtype = state.global_norm.dtype
+        leaves = [n.astype(dtype) for n in jax.tree.leaves(norms)]
+        global_norm = _norm(jnp.stack(leaves), axis=0) if leaves else jnp.zeros([], dtype)
         return updates, GradNormState(optim.safe_increment(state.count), global_norm, norms)
 
     return optim.GradientTransformation(init, update)

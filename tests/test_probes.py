@@ -399,6 +399,21 @@ def test_record_grad_norms_passes_updates_through_and_records_norms():
     np.testing.assert_allclose(state.global_norm, np.sqrt(16.0 + 25.0))
 
 
+@pytest.mark.parametrize("entry", [1e20, 1e-25, 1j])
+def test_record_grad_norms_of_huge_tiny_and_complex_gradients(entry):
+    """The norms are NumPy's: in float32, sqrt(sum(g**2)) said inf for entries of 1e20 and 0
+    for 1e-25, and for a complex leaf sqrt(sum(g**2)) is no norm at all (1j, not 1)."""
+    dtype = jnp.complex64 if isinstance(entry, complex) else jnp.float32
+    grads = {"w": jnp.full((4,), entry, dtype), "b": jnp.full((), entry, dtype)}
+    tx = probes.record_grad_norms()
+    _, state = tx.update(grads, tx.init(grads), grads)
+    for name, g in grads.items():
+        assert state.param_norms[name].dtype == jnp.float32
+        expected = np.linalg.norm(np.asarray(g, np.complex128))  # float64: no under/overflow
+        np.testing.assert_allclose(state.param_norms[name], expected, rtol=1e-6)
+    np.testing.assert_allclose(state.global_norm, np.sqrt(5) * abs(entry), rtol=1e-6)
+
+
 def test_record_grad_norms_in_a_jitted_scanned_chain():
     tx = optim.chain(probes.record_grad_norms(), optim.clip_by_global_norm(1.0), optim.sgd(0.1))
     params = jnp.array([3.0, 4.0], jnp.float32)
