@@ -65,11 +65,7 @@ GATE_NAMES: dict[str, tuple[str, ...]] = {
 
 def _prepare(cell: Cell, params: Params, xs: Array, carry: Carry | None) -> tuple[Array, Carry]:
     """Checks the arguments as ``unroll`` does (at trace time) and fills in the zero carry."""
-    if not isinstance(cell, Cell):
-        raise TypeError(
-            "cell must be a jaxrnn.Cell (e.g. jaxrnn.lstm(hidden_size)), got "
-            f"{type(cell).__name__}."
-        )
+    _check_cell(cell)
     if not hasattr(xs, "shape") or not hasattr(xs, "dtype"):
         xs = jnp.asarray(xs)
     # unroll's own trace-time checks (shapes, dtypes, a batch-major xs), run on shapes only.
@@ -77,6 +73,14 @@ def _prepare(cell: Cell, params: Params, xs: Array, carry: Carry | None) -> tupl
     if carry is None:
         carry = cell.zero_carry(tuple(np.shape(xs)[1:-1]))
     return xs, carry
+
+
+def _check_cell(cell: Any) -> None:
+    if not isinstance(cell, Cell):
+        raise TypeError(
+            "cell must be a jaxrnn.Cell (e.g. jaxrnn.lstm(hidden_size)), got "
+            f"{type(cell).__name__}."
+        )
 
 
 def _step_and_inputs(cell: Cell, params: Params, xs: Array):
@@ -150,11 +154,22 @@ def _norm(values: Array, axis: int | tuple[int, ...]) -> Array:
     return jnp.squeeze(norm, axis=axis)
 
 
-def _check_scalar(value: Array, what: str) -> None:
+def _check_scalar(value: Any, what: str) -> None:
+    """A real scalar array, refused here rather than inside NumPy or ``jax.grad``."""
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise TypeError(
+            f"{what} must return a scalar array, got a {type(value).__name__}; return the "
+            "loss alone (e.g. jnp.mean(...)), not a tuple or a Python value."
+        )
     if np.ndim(value) != 0:
         raise ValueError(
             f"{what} must return a scalar, got an array of shape {np.shape(value)}. "
             "Reduce it, e.g. with jnp.mean or jnp.sum."
+        )
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise TypeError(
+            f"{what} must return a real floating-point scalar to differentiate, got dtype "
+            f"{value.dtype}; compute the loss from ys in floating point."
         )
 
 
@@ -205,6 +220,10 @@ def carry_grads(
       >>> grads.h.shape, grads.c.shape
       ((50, 4, 8), (50, 4, 8))
     """
+    if not callable(loss_fn):
+        raise TypeError(
+            f"loss_fn must be a function loss_fn(ys) -> scalar, got {type(loss_fn).__name__}."
+        )
     xs, carry = _prepare(cell, params, xs, carry)
     step, inputs = _step_and_inputs(cell, params, xs)
     time = np.shape(xs)[0]
@@ -438,6 +457,20 @@ def jacobian_spectral_norms(
         raise ValueError(f"num_iters must be a positive int, got {num_iters!r}.")
     flat_step, before, inputs, _, dtype = _linear_setup(cell, params, xs, carry)
     key = jax.random.key(0) if key is None else key
+    is_key = isinstance(key, jax.Array) and (
+        (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ())
+        or (key.dtype == jnp.uint32 and key.shape == (2,))  # a raw jax.random.PRNGKey
+    )
+    if not is_key:
+        got = (
+            f"an array of dtype {key.dtype} and shape {np.shape(key)}"
+            if hasattr(key, "dtype")
+            else repr(key)
+        )
+        raise TypeError(
+            f"key must be one PRNG key, e.g. jax.random.key(0), got {got}; for several "
+            "random starts, call once per key."
+        )
 
     def normalize(v):
         norm = _norm(v, axis=-1)[..., None]
@@ -513,6 +546,7 @@ def recurrent_spectrum(cell: Cell, params: Params) -> dict[str, Spectrum]:
       Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent
       neural networks", ICML 2013.
     """
+    _check_cell(cell)
     if cell.spec is not None and fused._has_builtin_step(cell):
         cells._check_params(cell.spec, params, "recurrent_spectrum")
     w_hh = params.w_hh
@@ -566,6 +600,7 @@ def gate_kinds(cell: Cell) -> dict[str, str]:
       >>> probes.gate_kinds(jaxrnn.lstm(4))
       {'i': 'sigmoid', 'f': 'sigmoid', 'g': 'tanh', 'o': 'sigmoid', 'c': 'tanh'}
     """
+    _check_cell(cell)
     spec = cell.spec
     if spec is None or spec.kind not in GATE_NAMES:
         raise ValueError(
@@ -680,6 +715,8 @@ def gate_saturation(
       >>> float(sat["f"].high.mean())       # sigmoid(5) = 0.9933: every forget gate open
       1.0
     """
+    if isinstance(eps, bool) or not isinstance(eps, int | float | np.integer | np.floating):
+        raise TypeError(f"eps must be a Python float in (0, 1), got {eps!r}.")
     if not 0.0 < float(eps) < 1.0:
         raise ValueError(f"eps must lie in (0, 1), got {eps!r}.")
     names = tuple(gate_kinds(cell))

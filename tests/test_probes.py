@@ -454,6 +454,25 @@ def test_errors_name_the_problem():
     relu = jaxrnn.elman(4, activation=jax.nn.relu)
     with pytest.raises(ValueError, match="tanh"):
         probes.gate_saturation(relu, relu.init(jax.random.key(0), 2), xs)
+    # Each named, before NumPy or JAX fails on it ("'float' object is not callable",
+    # TracerArrayConversionError, "invalid PRNG key data", "'str' object has no attribute").
+    with pytest.raises(TypeError, match="loss_fn must be a function"):
+        probes.hidden_grad_norms(cell, params, xs, 3.0)
+    with pytest.raises(TypeError, match="loss_fn must return a scalar array, got a tuple"):
+        probes.carry_grads(cell, params, xs, lambda ys: (jnp.sum(ys), 0))
+    with pytest.raises(TypeError, match=r"real floating-point scalar.*got dtype int"):
+        probes.hidden_grad_norms(cell, params, xs, lambda ys: jnp.sum(ys > 0))
+    for key in (3, jax.random.split(jax.random.key(0), 2)):
+        with pytest.raises(TypeError, match="key must be one PRNG key"):
+            probes.jacobian_spectral_norms(cell, params, xs, key=key)
+    for eps in ("0.1", jnp.array([0.1, 0.2])):
+        with pytest.raises(TypeError, match="eps must be a Python float"):
+            probes.gate_saturation(cell, params, xs, eps=eps)
+    for probe in (probes.recurrent_spectrum, probes.gate_activations, probes.gate_saturation):
+        with pytest.raises(TypeError, match=r"cell must be a jaxrnn\.Cell .*got str"):
+            probe("elman", params, *((xs,) if probe is not probes.recurrent_spectrum else ()))
+    with pytest.raises(TypeError, match=r"cell must be a jaxrnn\.Cell"):
+        probes.gate_kinds("lstm")
     custom = jaxrnn.Cell(cell.init, cell.step, cell.zero_carry)
     with pytest.raises(ValueError, match="built-in cell"):
         probes.gate_activations(custom, params, xs)
