@@ -274,3 +274,25 @@ def test_a_failed_json_write_keeps_the_earlier_file(tmp_path):
     assert child.stdout == "failed\n", child.stderr
     assert path.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_probe_out_replaces_earlier_figures_only(task_run, tmp_path, monkeypatch, capsys):
+    """`probe --out` wrote its PNG + JSON pairs over whatever had their names (a user's
+    cliff.json was lost); it now refuses, before any work, all but earlier figures."""
+    monkeypatch.setattr(probe, "CLIFF_GRID", (9, 7))
+    monkeypatch.setattr(probe, "CLIFF_DESCENT_STEPS", 5)
+    notes = tmp_path / "cliff.json"
+    notes.write_text('{"precious": 1}')
+    assert main(["probe", "cliff", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cliff.json exists and is not a figure of `jaxrnn probe`" in err and err.count("\n") == 1
+    assert notes.read_text() == '{"precious": 1}' and not (tmp_path / "cliff.png").exists()
+    picture = tmp_path / "learning_curves_adding_T6.png"  # a PNG with no figure JSON beside it
+    picture.write_bytes(b"mine")
+    assert main(["probe", "trained", "--runs", str(task_run), "--out", str(tmp_path)]) == 2
+    assert "learning_curves_adding_T6.png exists" in capsys.readouterr().err
+    assert picture.read_bytes() == b"mine"
+    notes.unlink()
+    for _ in range(2):  # the second run replaces the first's figure
+        assert main(["probe", "cliff", "--out", str(tmp_path)]) == 0
+    assert json.loads(notes.read_text())["kind"] == "cliff_plot"

@@ -52,7 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FIGURE",
         help=f"which figures: {', '.join(FIGURES)} (default: all)",
     )
-    parser.add_argument("--out", type=Path, default=Path("out/probe"), help="output folder")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("out/probe"),
+        help="output folder (earlier figures there are replaced; any other file is refused)",
+    )
     parser.add_argument("--length", type=int, default=200, help="T of the adding problem")
     parser.add_argument("--hidden", type=int, default=128, help="hidden units")
     parser.add_argument("--batch", type=int, default=100, help="sequences in the probe batch")
@@ -435,6 +440,45 @@ def figure_theory(args: argparse.Namespace) -> list[Path]:
 
 # --------------------------------------------------------------------------- the command
 
+FIGURE_KINDS = ("line_plot", "heatmaps", "cliff_plot")
+"""The ``kind`` of every JSON ``jaxrnn.plots`` writes: the only files --out may replace."""
+
+
+def _stems(name: str, args: argparse.Namespace, runs: list[dict[str, Any]] | None) -> list[str]:
+    """The names (without suffix) of the PNG + JSON pairs that figure ``name`` writes."""
+    if name == "trained":
+        config = runs[0]["config"] if runs else {"task": "adding", "length": args.length}
+        stem = f"{config['task']}_T{config['length']}"
+        return [f"{kind}_{stem}" for kind in ("grad_norms_trained", "grad_norms_heatmap")] + [
+            f"learning_curves_{stem}"
+        ]
+    return {
+        "init": ["grad_norms_init"],
+        "cliff": ["cliff"],
+        "theory": ["theory_linear", "theory_tanh"],
+    }[name]
+
+
+def _is_figure_json(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("kind") in FIGURE_KINDS
+
+
+def _check_replaceable(folder: Path, stems: list[str]) -> None:
+    """Refuses, before any work, to write over a file that is not an earlier figure of
+    ``jaxrnn.plots``: a PNG is replaced only beside its figure JSON."""
+    for stem in stems:
+        png, js = folder / f"{stem}.png", folder / f"{stem}.json"
+        for path in (png, js):
+            if path.exists() and (not path.is_file() or not _is_figure_json(js)):
+                raise CommandError(
+                    f"--out {folder}: {path.name} exists and is not a figure of `jaxrnn probe`; "
+                    "it would be replaced. Move it, or choose another --out."
+                )
+
 
 def run(args: argparse.Namespace) -> int:
     """Draws the figures asked for and lists the files written."""
@@ -451,6 +495,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--train-steps must be a positive integer, got {args.train_steps}")
     if args.runs and "trained" not in figures:
         raise CommandError("--runs is for the `trained` figure; add it to the FIGUREs")
+    runs = _load_runs(args.runs) if args.runs and "trained" in figures else None
+    _check_replaceable(args.out, [stem for name in figures for stem in _stems(name, args, runs)])
     _writable_folder(args.out, "--out")
     draw = {
         "init": figure_init,
