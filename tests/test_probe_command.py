@@ -175,6 +175,7 @@ def test_probe_command_smoke_run(task_run, tmp_path, monkeypatch, capsys):
     init = json.loads((tmp_path / "grad_norms_init.json").read_text())
     labels = [s["label"].split("  ")[0] for s in init["series"]]
     assert labels == ["Elman tanh, orthogonal x0.9", "LSTM, forget bias 1"]
+    assert "(ρ=0.90)" in init["series"][0]["label"]  # w_hh is scaled as the label says
     assert all(len(s["y"]) == 6 for s in init["series"])
     trained = json.loads((tmp_path / "grad_norms_trained_adding_T6.json").read_text())
     run = json.loads(task_run.read_text())
@@ -296,3 +297,14 @@ def test_probe_out_replaces_earlier_figures_only(task_run, tmp_path, monkeypatch
     for _ in range(2):  # the second run replaces the first's figure
         assert main(["probe", "cliff", "--out", str(tmp_path)]) == 0
     assert json.loads(notes.read_text())["kind"] == "cliff_plot"
+
+
+def test_theory_rates_tend_to_the_spectral_radius():
+    """The theory curve: (‖∂L/∂h_(T-1-k)‖ / ‖∂L/∂h_(T-1)‖)^(1/k), from the end, tends to ρ."""
+    import jax
+
+    with jax.enable_x64(True):
+        curves = probe.linear_rate_curves(3, 300, (0.8, 1.05), seed=0)
+    for curve in curves:
+        assert list(curve["x"][:2]) == [1, 2] and len(curve["y"]) == 299
+        assert curve["y"][-1] == pytest.approx(curve["radius"], rel=0.03)
