@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxrnn import plots
-from jaxrnn.cli import main
+from jaxrnn.cli import build_parser, main
 from jaxrnn.commands import probe
 
 # --------------------------------------------------------------------------- plots
@@ -172,6 +172,14 @@ def test_probe_command_smoke_run(task_run, tmp_path, monkeypatch, capsys):
     for stem in expected:
         _png_ok(tmp_path / f"{stem}.png")
         assert json.loads((tmp_path / f"{stem}.json").read_text())["title"]
+    # --out's check of what it may replace lists the very files the figures write.
+    args = build_parser().parse_args(argv)
+    runs = probe._load_runs(args.runs)
+    checked = [stem for name in args.figures for stem in probe._stems(name, args, runs)]
+    assert sorted(checked) == sorted(expected)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{stem}{suffix}" for stem in expected for suffix in (".json", ".png")
+    )
     init = json.loads((tmp_path / "grad_norms_init.json").read_text())
     labels = [s["label"].split("  ")[0] for s in init["series"]]
     assert labels == ["Elman tanh, orthogonal x0.9", "LSTM, forget bias 1"]
