@@ -98,4 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # python -m jaxrnn.cli runs this file as __main__, a second copy of the module: the
+    # commands raise jaxrnn.cli's CommandError, which only jaxrnn.cli's main catches.
+    from jaxrnn.cli import main as imported_main
+
+    sys.exit(imported_main())

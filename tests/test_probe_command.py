@@ -215,6 +215,19 @@ def test_bad_arguments_print_one_line(argv, message, capsys):
     assert message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("module", ["jaxrnn", "jaxrnn.cli"])
+def test_python_dash_m_prints_one_line_errors(module):
+    # `python -m jaxrnn.cli` runs cli.py as __main__, whose CommandError is not the
+    # commands': the error came out as a traceback.
+    child = subprocess.run(
+        [sys.executable, "-m", module, "probe", "spectra"], capture_output=True, text=True
+    )
+    assert child.returncode == 2
+    assert child.stderr == (
+        "jaxrnn probe: error: unknown figure 'spectra'; choose from init, trained, cliff, theory\n"
+    )
+
+
 @pytest.mark.parametrize("command", ["task adding", "train", "sample", "probe init"])
 @pytest.mark.parametrize("seed", ["-1", str(2**32)])
 def test_seeds_jax_would_cut_to_32_bits_are_refused(command, seed, capsys):
