@@ -32,6 +32,7 @@ import numpy as np
 from jax import lax
 
 from jaxrnn import cells, fused, optim
+from jaxrnn._checks import check_key
 from jaxrnn.cells import Carry, Cell, Params
 from jaxrnn.recurrent import unroll
 
@@ -457,20 +458,7 @@ def jacobian_spectral_norms(
         raise ValueError(f"num_iters must be a positive int, got {num_iters!r}.")
     flat_step, before, inputs, _, dtype = _linear_setup(cell, params, xs, carry)
     key = jax.random.key(0) if key is None else key
-    is_key = isinstance(key, jax.Array) and (
-        (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape == ())
-        or (key.dtype == jnp.uint32 and key.shape == (2,))  # a raw jax.random.PRNGKey
-    )
-    if not is_key:
-        got = (
-            f"an array of dtype {key.dtype} and shape {np.shape(key)}"
-            if hasattr(key, "dtype")
-            else repr(key)
-        )
-        raise TypeError(
-            f"key must be one PRNG key, e.g. jax.random.key(0), got {got}; for several "
-            "random starts, call once per key."
-        )
+    check_key("jacobian_spectral_norms", key)
 
     def normalize(v):
         norm = _norm(v, axis=-1)[..., None]

@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrnn._checks import check_key
+
 Array = jax.Array
 
 __all__ = [
@@ -53,16 +55,7 @@ r"""Temporal order's trivial baseline: guessing the 4 classes uniformly, $\ln 4$
 def _check_key_and_dtype(name: str, key: Any, dtype: Any) -> None:
     """A single PRNG key and (unless ``dtype`` is None) a floating dtype, refused here
     rather than inside JAX."""
-    is_key = isinstance(key, jax.Array) and (
-        jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-        or (key.dtype == jnp.uint32 and key.shape == (2,))  # a raw jax.random.PRNGKey
-    )
-    if not is_key or (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.shape != ()):
-        got = f"{type(key).__name__} {getattr(key, 'dtype', '')}{list(np.shape(key))}"
-        raise TypeError(
-            f"{name}: key must be one PRNG key, e.g. jax.random.key(0), got {got}; split a "
-            "batch of keys and call once per key."
-        )
+    check_key(name, key)
     if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(
             f"{name}: dtype must be a floating dtype (the inputs are real values), got {dtype!r}."
