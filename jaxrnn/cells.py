@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import init as initializers
+from jaxrnn._checks import check_flag
 
 Array = jax.Array
 Params = Any
@@ -156,13 +157,6 @@ class LSTMCarry(NamedTuple):
 
 def _shape_str(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _check_flag(name: str, value: Any) -> bool:
-    """A Python bool option, refused when it is anything else (a string is truthy)."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise TypeError(f"{name} must be True or False, got {value!r}.")
 
 
 def _params_type(spec: CellSpec) -> type:
@@ -384,7 +378,7 @@ def elman(
     _check_init("elman", init, initializers.INIT_SCHEMES)
     if not callable(activation):
         raise TypeError(f"elman: activation must be a callable, got {activation!r}.")
-    use_bias = _check_flag("elman: use_bias", use_bias)
+    use_bias = check_flag("elman", "use_bias", use_bias)
     _check_dtype("elman", dtype)
     spec = CellSpec("elman", hidden_size, 1, activation, True, use_bias, init, 0.0, dtype)
 
@@ -455,7 +449,7 @@ def lstm(
     """
     _check_hidden_size(hidden_size)
     _check_init("lstm", init, ("pytorch", "orthogonal"))
-    use_bias = _check_flag("lstm: use_bias", use_bias)
+    use_bias = check_flag("lstm", "use_bias", use_bias)
     _check_dtype("lstm", dtype)
     spec = CellSpec("lstm", hidden_size, 4, None, True, use_bias, init, float(forget_bias), dtype)
 
@@ -537,9 +531,9 @@ def gru(
     """
     _check_hidden_size(hidden_size)
     _check_init("gru", init, ("pytorch", "orthogonal"))
-    use_bias = _check_flag("gru: use_bias", use_bias)
+    use_bias = check_flag("gru", "use_bias", use_bias)
     _check_dtype("gru", dtype)
-    reset_after = _check_flag("gru: reset_after", reset_after)
+    reset_after = check_flag("gru", "reset_after", reset_after)
     spec = CellSpec("gru", hidden_size, 3, None, reset_after, use_bias, init, 0.0, dtype)
     H = hidden_size
 

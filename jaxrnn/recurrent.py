@@ -17,11 +17,11 @@ import numpy as np
 from jax import lax
 
 from jaxrnn import fused as _fused
+from jaxrnn._checks import check_flag
 from jaxrnn.cells import (
     Carry,
     Cell,
     Params,
-    _check_flag,
     _check_params,
     _check_step_carry,
     _shape_str,
@@ -280,12 +280,12 @@ def unroll(
         carry = _zero_carry(cell, params, xs)
     else:
         _check_carry(cell, carry, xs)
-    reverse = _check_flag("reverse", reverse)
+    reverse = check_flag("unroll", "reverse", reverse)
 
     if seq_lengths is not None:
         seq_lengths = _check_seq_lengths(seq_lengths, xs)
     unroll = _check_unroll(unroll)
-    fused, remat = _check_flag("fused", fused), _check_flag("remat", remat)
+    fused, remat = check_flag("unroll", "fused", fused), check_flag("unroll", "remat", remat)
     compute_dtype = _check_compute_dtype(compute_dtype, xs)
     if fused and _fused.supports(cell, params, xs, carry):
         try:
@@ -407,7 +407,7 @@ class StackedRNN:
         layers = self.num_layers
         if isinstance(layers, bool) or not isinstance(layers, int | np.integer) or layers < 1:
             raise ValueError(f"StackedRNN: num_layers must be an int >= 1, got {layers!r}.")
-        _check_flag("StackedRNN: bidirectional", self.bidirectional)
+        check_flag("StackedRNN", "bidirectional", self.bidirectional)
         dropout = self.dropout
         if isinstance(dropout, bool) or not isinstance(dropout, int | float | np.number):
             raise TypeError(f"StackedRNN: dropout must be a float in [0, 1), got {dropout!r}.")

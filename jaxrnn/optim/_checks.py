@@ -18,6 +18,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrnn._checks import check_flag  # noqa: F401  (re-exported: the optimizers take every check from here)
+
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -52,13 +54,6 @@ def check_kind(where: str, name: str, value: Any) -> None:
         f"{where}: {name} must be a real number{schedule}, got {value!r} of type "
         f"{type(value).__name__}."
     )
-
-
-def check_flag(where: str, name: str, value: Any) -> bool:
-    """``value`` as a bool, refused unless it is one (a string is truthy)."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    raise TypeError(f"{where}: {name} must be True or False, got {value!r}.")
 
 
 def check_non_negative(where: str, name: str, value: Any, hint: str = "") -> None:
