@@ -472,7 +472,8 @@ class StackedRNN:
         Args:
           params: from ``init``.
           xs: ``(time, *batch, input_size)``.
-          carry: initial carries with leaves ``(L·D, *batch, H)``; zeros if omitted.
+          carry: initial carries with leaves ``(L·D, *batch, H)``; zeros if omitted,
+            for a built-in cell in the dtype of the parameters, as in ``unroll``.
           seq_lengths: optional ints of shape ``batch``, as in ``unroll``.
           key: a PRNG key for inter-layer dropout; without one there is no dropout.
           unroll: passed to ``lax.scan``; ``None``: the backend's default, as in ``unroll``.
@@ -495,10 +496,7 @@ class StackedRNN:
                 "Build them with this model's init."
             )
         xs = _check_xs(xs)
-        batch_shape = tuple(np.shape(xs)[1:-1])
-        if carry is None:
-            carry = self.zero_carry(batch_shape)
-        else:
+        if carry is not None:
             self._check_carry(carry, xs)
         count = self.num_layers * self.num_directions
         drop_keys = None
@@ -510,7 +508,9 @@ class StackedRNN:
             outputs = []
             for direction, cell_params in enumerate(layer_params):
                 index = layer * self.num_directions + direction
-                initial = jax.tree.map(lambda leaf, i=index: leaf[i], carry)
+                # Without a carry each unroll makes its own zeros, in the dtype of its
+                # parameters as unroll's are (the cell's dtype would round float64 runs).
+                initial = None if carry is None else jax.tree.map(lambda a, i=index: a[i], carry)
                 final, ys = _unroll(
                     self.cell,
                     cell_params,

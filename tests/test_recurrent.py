@@ -113,6 +113,23 @@ def test_the_zero_carry_takes_the_dtype_of_the_parameters():
     assert jaxrnn.unroll(cell, params32, xs)[1].dtype == jnp.float32
 
 
+def test_a_stacks_zero_carry_takes_the_dtype_of_the_parameters_too():
+    """``StackedRNN.apply`` without a carry runs float64 parameters in float64, as
+    ``unroll`` does: its zeros in the cell's float32 rounded every layer's outputs
+    and carries to float32 (and left the fused path, for mixed dtypes)."""
+    model, model64 = (
+        jaxrnn.StackedRNN(jaxrnn.lstm(4, dtype=dtype), 2, bidirectional=True)
+        for dtype in (jnp.float32, jnp.float64)
+    )
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.key(0), 3))
+    xs = jax.random.normal(jax.random.key(1), (6, 2, 3), jnp.float64)
+    final, ys = model.apply(params, xs, seq_lengths=np.array([6, 2]))
+    expected_final, expected_ys = model64.apply(params, xs, seq_lengths=np.array([6, 2]))
+    assert ys.dtype == final.h.dtype == final.c.dtype == jnp.float64
+    np.testing.assert_array_equal(ys, expected_ys)
+    np.testing.assert_array_equal(final.c, expected_final.c)
+
+
 @pytest.mark.parametrize("batch_shape", [(), (2, 3)], ids=str)
 def test_any_number_of_batch_dimensions(batch_shape):
     cell, params = make_params(CASES[3], H, I, jnp.float64)
