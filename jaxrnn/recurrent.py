@@ -486,15 +486,7 @@ class StackedRNN:
           ``(carry, ys)``: final carries with leaves ``(L·D, *batch, H)`` and the
           last layer's outputs ``(time, *batch, D·H)``.
         """
-        if len(params) != self.num_layers or any(
-            len(layer) != self.num_directions for layer in params
-        ):
-            raise ValueError(
-                f"StackedRNN.apply: params must be params[layer][direction] for "
-                f"num_layers={self.num_layers} and {self.num_directions} direction(s), got "
-                f"{len(params)} layer(s) of {[len(layer) for layer in params]} direction(s). "
-                "Build them with this model's init."
-            )
+        self._check_params(params)
         xs = _check_xs(xs)
         if carry is not None:
             self._check_carry(carry, xs)
@@ -533,6 +525,32 @@ class StackedRNN:
         assert len(finals) == count
         final_carry = jax.tree.map(lambda *leaves: jnp.stack(leaves), *finals)
         return final_carry, layer_input
+
+    def _check_params(self, params: Any) -> None:
+        """``params[layer][direction]``: nested plain tuples (or lists) of the right lengths;
+        a cell's own params, a ``NamedTuple``, are no layer (nor a stack)."""
+
+        def nested(value: Any) -> bool:
+            return isinstance(value, tuple | list) and not hasattr(value, "_fields")
+
+        if (
+            nested(params)
+            and len(params) == self.num_layers
+            and all(nested(layer) and len(layer) == self.num_directions for layer in params)
+        ):
+            return
+        if not nested(params):
+            got = type(params).__name__
+            if hasattr(params, "_fields"):
+                got += ", one cell's parameters (for one layer and direction: ((params,),))"
+        else:
+            sizes = [len(layer) if nested(layer) else type(layer).__name__ for layer in params]
+            got = f"{len(params)} layer(s) of {sizes} direction(s)"
+        raise ValueError(
+            f"StackedRNN.apply: params must be params[layer][direction] for "
+            f"num_layers={self.num_layers} and {self.num_directions} direction(s), got {got}. "
+            "Build them with this model's init."
+        )
 
     def _check_carry(self, carry: Carry, xs: Array) -> None:
         expected = jax.eval_shape(functools.partial(self.zero_carry, tuple(np.shape(xs)[1:-1])))

@@ -230,6 +230,19 @@ def test_stack_rejects_bad_carry_params_and_configuration():
         MODEL.apply(MODEL_PARAMS, jnp.ones((B, T, I)), jnp.zeros((4, B, H)))
     with pytest.raises(ValueError, match=r"params must be params\[layer\]\[direction\]"):
         MODEL.apply(MODEL_PARAMS[:1], XS)
+    # One cell's parameters (a NamedTuple, here with a None bias, which has no len())
+    # are named as such, where a layer or a stack was expected.
+    elman = jaxrnn.StackedRNN(jaxrnn.elman(H, use_bias=False), num_layers=3)
+    one_cell = jaxrnn.elman(H, use_bias=False).init(jax.random.key(0), I)
+    with pytest.raises(
+        ValueError, match=r"got ElmanParams, one cell's parameters.*\(\(params,\),\)"
+    ):
+        elman.apply(one_cell, XS)
+    pair = jaxrnn.StackedRNN(jaxrnn.elman(H), num_layers=3, bidirectional=True)
+    layers = pair.init(jax.random.key(0), I)
+    single = (layers[0], layers[1][0], layers[2])  # layer 1: ElmanParams, of 3 fields
+    with pytest.raises(ValueError, match=r"got 3 layer\(s\) of \[2, 'ElmanParams', 2\]"):
+        pair.apply(single, XS)
     with pytest.raises(ValueError, match=r"xs has shape \(7, 3, 2\).*input_size=4"):
         MODEL.apply(MODEL_PARAMS, jnp.ones((T, B, 2)))
     with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\), got 1.0"):
