@@ -1,5 +1,7 @@
 """Parity with flax linen's cells: one step, whole sequences with lengths, and gradients."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,3 +146,19 @@ def test_conversion_errors_are_clear():
     cell = jaxrnn.gru(4, reset_after=False)
     with pytest.raises(ValueError, match=r"reset_after=False\) cell has no flax equivalent"):
         to_flax(cell, cell.init(jax.random.key(0), 3))
+
+
+def test_a_flax_cell_computing_in_another_dtype_converts_with_a_warning():
+    """flax's ``dtype`` (computation) differs from ``param_dtype``: the jaxrnn cell computes
+    in the parameters' dtype, and its outputs differ from flax's by more than float32's
+    rounding, so the conversion says so."""
+    flax_cell = nn.GRUCell(8, dtype=jnp.bfloat16)
+    x = jax.random.normal(jax.random.key(1), (2, 3))
+    variables = flax_cell.init(jax.random.key(0), jnp.zeros((2, 8)), x)
+    with pytest.warns(UserWarning, match=r"computes in dtype=bfloat16.*compute_dtype=jnp.bfloat16"):
+        cell, _ = from_flax(flax_cell, variables)
+    assert cell.spec.dtype == jnp.float32
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_flax(nn.GRUCell(8, dtype=jnp.float32), variables)
+        from_flax(nn.GRUCell(8), variables)

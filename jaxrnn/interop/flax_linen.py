@@ -9,6 +9,7 @@ the gates. flax's LSTM carry is ``(c, h)``; jaxrnn's is ``LSTMCarry(h, c)``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import jax
@@ -64,12 +65,26 @@ def from_flax(flax_cell: Any, variables: Any) -> tuple[Cell, Any]:
 
     Returns:
       ``(cell, params)`` with ``cell.step(params, carry, x)`` equal to
-      ``flax_cell.apply(variables, carry_to_flax(cell, carry), x)``.
+      ``flax_cell.apply(variables, carry_to_flax(cell, carry), x)``, computed in
+      the parameters' dtype: a flax cell with another computation ``dtype``
+      (say ``jnp.bfloat16``) converts with a ``UserWarning`` that the results
+      differ by its rounding.
     """
     kind = _kind_of(flax_cell)
     p = _unwrap(variables)
     hidden = flax_cell.features
     dtype = jax.tree.leaves(p)[0].dtype
+    compute = getattr(flax_cell, "dtype", None)
+    if compute is not None and jnp.dtype(compute) != jnp.dtype(dtype):
+        warnings.warn(
+            f"from_flax: the flax cell computes in dtype={jnp.dtype(compute).name}, its "
+            f"parameters are {jnp.dtype(dtype).name}: the jaxrnn cell computes in "
+            f"{jnp.dtype(dtype).name}, so its outputs differ from flax's by "
+            f"{jnp.dtype(compute).name}'s rounding. For narrow matmuls pass "
+            f"compute_dtype=jnp.{jnp.dtype(compute).name} to jaxrnn.unroll.",
+            UserWarning,
+            stacklevel=2,
+        )
     if kind == "elman":
         cell = elman(hidden, activation=flax_cell.activation_fn, dtype=dtype)
         return cell, ElmanParams(p["i"]["kernel"], p["h"]["kernel"], p["i"]["bias"])
