@@ -83,7 +83,7 @@ class Cell(NamedTuple):
       step: ``step(params, carry, x) -> (carry, y)`` with ``x`` of shape
         ``(*batch, input_size)`` and ``y`` of shape ``(*batch, hidden_size)``.
       zero_carry: ``zero_carry(batch_shape) -> carry`` of zeros; ``batch_shape``
-        may be ``()``.
+        may be ``()`` (the built-in cells' also take an int: one batch axis).
       spec: a ``CellSpec`` for the built-in cells; ``None`` for cells written by
         users (which need only the first three fields).
       project_inputs: ``project_inputs(params, xs) -> gate_inputs``, the part of
@@ -325,9 +325,27 @@ def _project(params: Params, x: Array) -> Array:
     return projected if params.b is None else projected + params.b
 
 
+def batch_shape_of(batch_shape: Any, where: str = "zero_carry") -> tuple[int, ...]:
+    """``batch_shape`` as a tuple of ints; an int is one batch axis (``zero_carry(32)``)."""
+    if isinstance(batch_shape, int | np.integer) and not isinstance(batch_shape, bool):
+        batch_shape = (batch_shape,)
+    try:
+        shape = tuple(batch_shape)
+    except TypeError:
+        shape = None
+    if shape is None or not all(
+        isinstance(n, int | np.integer) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
+        raise TypeError(
+            f"{where}: batch_shape must be a tuple of sizes >= 0, e.g. (32,) or () for one "
+            f"sequence, or an int, got {batch_shape!r}."
+        )
+    return tuple(int(n) for n in shape)
+
+
 def _zeros_carry(spec: CellSpec):
-    def zero_carry(batch_shape: tuple[int, ...] = ()) -> Array:
-        return jnp.zeros((*tuple(batch_shape), spec.hidden_size), spec.dtype)
+    def zero_carry(batch_shape: tuple[int, ...] | int = ()) -> Array:
+        return jnp.zeros((*batch_shape_of(batch_shape), spec.hidden_size), spec.dtype)
 
     return zero_carry
 
@@ -451,6 +469,8 @@ def lstm(
     _check_init("lstm", init, ("pytorch", "orthogonal"))
     use_bias = check_flag("lstm", "use_bias", use_bias)
     _check_dtype("lstm", dtype)
+    if isinstance(forget_bias, bool) or not isinstance(forget_bias, int | float | np.number):
+        raise TypeError(f"lstm: forget_bias must be a number (e.g. 1.0), got {forget_bias!r}.")
     spec = CellSpec("lstm", hidden_size, 4, None, True, use_bias, init, float(forget_bias), dtype)
 
     def init_params(key: Array, input_size: int) -> LSTMParams:
@@ -468,8 +488,8 @@ def lstm(
         h, c = h.astype(carry.h.dtype), c.astype(carry.c.dtype)
         return LSTMCarry(h, c), h
 
-    def zero_carry(batch_shape: tuple[int, ...] = ()) -> LSTMCarry:
-        zeros = jnp.zeros((*tuple(batch_shape), hidden_size), dtype)
+    def zero_carry(batch_shape: tuple[int, ...] | int = ()) -> LSTMCarry:
+        zeros = jnp.zeros((*batch_shape_of(batch_shape), hidden_size), dtype)
         return LSTMCarry(zeros, zeros)
 
     def step(params: LSTMParams, carry: LSTMCarry, x: Array):

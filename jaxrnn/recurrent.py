@@ -25,6 +25,7 @@ from jaxrnn.cells import (
     _check_params,
     _check_step_carry,
     _shape_str,
+    batch_shape_of,
 )
 
 Array = jax.Array
@@ -232,7 +233,9 @@ def unroll(
       seq_lengths: optional ints of shape ``batch``: the number of valid steps of
         each sequence (padding comes after them). Each sequence's final carry is
         the one after its own last valid step and its padded outputs are zero:
-        PyTorch's packed-sequence semantics.
+        PyTorch's packed-sequence semantics. Lengths outside ``[0, T]`` are
+        refused when known at trace time; traced ones (under ``jit``) are not
+        checked, and act as 0 below it and as T above it.
       reverse: run from the last step to the first; with ``seq_lengths`` each
         sequence starts at its own last valid step. Outputs stay aligned with
         ``xs`` (``ys[t]`` belongs to ``xs[t]``), as PyTorch's backward direction.
@@ -448,9 +451,9 @@ class StackedRNN:
             layer_input = self.num_directions * _output_size(self.cell, directions[0], layer_input)
         return tuple(layers)
 
-    def zero_carry(self, batch_shape: tuple[int, ...] = ()) -> Carry:
+    def zero_carry(self, batch_shape: tuple[int, ...] | int = ()) -> Carry:
         """Zeros for every layer and direction: leaves of shape ``(L·D, *batch, H)``."""
-        one = self.cell.zero_carry(tuple(batch_shape))
+        one = self.cell.zero_carry(batch_shape_of(batch_shape, "StackedRNN.zero_carry"))
         count = self.num_layers * self.num_directions
         return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (count, *leaf.shape)), one)
 

@@ -189,6 +189,28 @@ def test_a_cell_refuses_parameters_of_another_form(make, match):
         cell.step(params, cell.zero_carry((B,)), XS[0])
 
 
+@pytest.mark.parametrize("make", [jaxrnn.lstm, jaxrnn.gru, jaxrnn.elman])
+def test_zero_carry_takes_an_int_batch_and_names_a_bad_one(make):
+    cell, model = make(H), jaxrnn.StackedRNN(make(H), 2)
+    assert jax.tree.map(jnp.shape, cell.zero_carry(B)) == jax.tree.map(
+        jnp.shape, cell.zero_carry((B,))
+    )
+    assert jax.tree.leaves(model.zero_carry(B))[0].shape == (2, B, H)
+    for bad in ("ab", 2.5, (-1,), None, True):
+        with pytest.raises(TypeError, match=r"zero_carry: batch_shape must be a tuple of sizes"):
+            cell.zero_carry(bad)
+    with pytest.raises(TypeError, match=r"StackedRNN.zero_carry: batch_shape must be a tuple"):
+        model.zero_carry("x")
+
+
+def test_forget_bias_must_be_a_number():
+    with pytest.raises(
+        TypeError, match=r"lstm: forget_bias must be a number \(e.g. 1.0\), got 'a'"
+    ):
+        jaxrnn.lstm(H, forget_bias="a")
+    assert jaxrnn.lstm(H, forget_bias=2).spec.forget_bias == 2.0
+
+
 def test_options_that_are_flags_refuse_other_values():
     with pytest.raises(TypeError, match=r"lstm: use_bias must be True or False, got 'no'"):
         jaxrnn.lstm(H, use_bias="no")
