@@ -153,6 +153,19 @@ def test_from_torch_keeps_float64():
     np.testing.assert_allclose(got, want.detach().numpy(), atol=1e-12)
 
 
+def test_to_torch_builds_the_module_in_the_dtype_of_the_parameters():
+    # A float32 cell given float64 parameters computes in float64; so does its module.
+    model = jaxrnn.StackedRNN(jaxrnn.lstm(4), num_layers=2)
+    params = jax.tree.map(lambda a: a.astype(jnp.float64), model.init(jax.random.key(0), 3))
+    module = to_torch(model, params)
+    assert module.weight_hh_l1.dtype == torch.float64
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    _, want = model.apply(params, jnp.asarray(x))
+    got, _ = module(torch.from_numpy(x))
+    assert want.dtype == jnp.float64
+    np.testing.assert_allclose(got.detach().numpy(), want, atol=1e-12)
+
+
 def test_dropout_between_layers_survives_both_ways():
     module = torch.nn.GRU(3, 4, num_layers=3, dropout=0.3)
     model, params = from_torch(module)

@@ -202,7 +202,8 @@ def to_torch(model: StackedRNN, params: Any) -> Any:
       params: ``params[layer][direction]``.
 
     Returns:
-      A ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (``batch_first=False``) on the CPU.
+      A ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (``batch_first=False``) on the CPU,
+      in the dtype of ``params`` (what ``apply`` computes in).
     """
     import torch
 
@@ -230,7 +231,9 @@ def to_torch(model: StackedRNN, params: Any) -> Any:
         )
     module_type = {"elman": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[spec.kind]
     input_size = int(params[0][0].w_ih.shape[0])
-    torch_dtype = getattr(torch, jnp.dtype(spec.dtype).name)  # float16, bfloat16, float32, ...
+    # The parameters' dtype, which apply computes in (a float32 cell's float64 params: float64).
+    dtype = jnp.result_type(params[0][0].w_ih)
+    torch_dtype = getattr(torch, jnp.dtype(dtype).name)  # float16, bfloat16, float32, ...
     module = module_type(
         input_size,
         spec.hidden_size,
