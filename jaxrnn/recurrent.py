@@ -506,6 +506,8 @@ class StackedRNN:
                 # Without a carry each unroll makes its own zeros, in the dtype of its
                 # parameters as unroll's are (the cell's dtype would round float64 runs).
                 initial = None if carry is None else jax.tree.map(lambda a, i=index: a[i], carry)
+                if layer > 0:  # unroll's own message would name this layer's input as xs
+                    self._check_layer_input(layer, direction, cell_params, layer_input)
                 final, ys = _unroll(
                     self.cell,
                     cell_params,
@@ -528,6 +530,18 @@ class StackedRNN:
         assert len(finals) == count
         final_carry = jax.tree.map(lambda *leaves: jnp.stack(leaves), *finals)
         return final_carry, layer_input
+
+    def _check_layer_input(self, layer: int, direction: int, params: Params, inputs: Array) -> None:
+        """A built-in cell's ``w_ih`` in layer > 0 reads the previous layer's ``D·H`` outputs."""
+        w_ih = getattr(params, "w_ih", None)
+        if self.cell.spec is None or w_ih is None or np.shape(w_ih)[0] == np.shape(inputs)[-1]:
+            return
+        raise ValueError(
+            f"StackedRNN.apply: params[{layer}][{direction}].w_ih is {_shape_str(np.shape(w_ih))}, "
+            f"but layer {layer} reads the {np.shape(inputs)[-1]} outputs of layer {layer - 1}, so "
+            f"its w_ih must have {np.shape(inputs)[-1]} rows. Build the params with this "
+            "model's init."
+        )
 
     def _check_params(self, params: Any) -> None:
         """``params[layer][direction]``: nested plain tuples (or lists) of the right lengths;

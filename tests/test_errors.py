@@ -267,6 +267,12 @@ def test_stack_rejects_bad_carry_params_and_configuration():
         pair.apply(single, XS)
     with pytest.raises(ValueError, match=r"xs has shape \(7, 3, 2\).*input_size=4"):
         MODEL.apply(MODEL_PARAMS, jnp.ones((T, B, 2)))
+    # A later layer's w_ih is named as such, not as the shape of an xs the user never passed.
+    wide = MODEL_PARAMS[1][1]._replace(w_ih=jnp.ones((H, 3 * H)))
+    with pytest.raises(
+        ValueError, match=r"params\[1\]\[1\].w_ih is \(5, 15\), but layer 1 reads the 10 outputs"
+    ):
+        MODEL.apply((MODEL_PARAMS[0], (MODEL_PARAMS[1][0], wide)), XS)
     with pytest.raises(ValueError, match=r"dropout must lie in \[0, 1\), got 1.0"):
         jaxrnn.StackedRNN(CELL, 2, dropout=1.0)
     with pytest.raises(ValueError, match=r"num_layers must be an int >= 1, got 0"):
