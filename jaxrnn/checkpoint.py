@@ -20,7 +20,8 @@ the next ``save`` to the same name removes: one writer per checkpoint file.
 Loading takes a *template*, a pytree of the expected structure (e.g. a
 freshly initialised state): the structure comes from code, the values from
 the file, and any difference in names, shapes or dtypes is an error that
-says which leaf differs.
+says which leaf differs (a PRNG key keeps the implementation it was saved
+with).
 """
 
 from __future__ import annotations
@@ -270,7 +271,10 @@ def load(path: str | os.PathLike[str], template: Any) -> tuple[Any, dict[str, An
 
     Returns:
       ``(tree, meta)``: the stored values in ``template``'s structure, as JAX
-      arrays, and the stored metadata.
+      arrays, and the stored metadata. A PRNG key keeps the implementation it
+      was saved with (threefry, rbg, ...), whatever the template's: the key is
+      what decides the next draws, so a resumed run draws as one that never
+      stopped.
 
     Raises:
       CheckpointError: the file is missing or not a checkpoint, or its arrays

@@ -337,3 +337,14 @@ def test_a_writer_killed_mid_write_leaves_the_last_complete_checkpoint(tmp_path)
         # The next save clears the leftover.
         checkpoint.save(path, template(), {"version": 0})
         assert [p.name for p in path.parent.iterdir()] == ["ck.npz"]
+
+
+def test_a_key_keeps_the_implementation_it_was_saved_with(tmp_path):
+    # The key decides the next draws: a threefry template must not turn an rbg key into
+    # another one (nor be refused as another dtype).
+    key = jax.random.key(3, impl="rbg")
+    path = checkpoint.save(tmp_path / "run", {"key": key})
+    restored, _ = checkpoint.load(path, {"key": jax.random.key(0)})
+    assert str(jax.random.key_impl(restored["key"])) == str(jax.random.key_impl(key))
+    np.testing.assert_array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(key))
+    assert jax.random.uniform(restored["key"]) == jax.random.uniform(key)
