@@ -621,3 +621,19 @@ def test_remat_memory_grows_much_less_with_the_window():
     assert plain[1] > 8 * plain[0]  # linear in T: x16 the window, about x16 the memory
     assert remat[1] < 6 * remat[0]  # about sqrt(T): x4
     assert remat[1] < plain[1] / 4
+
+
+def test_fit_from_a_run_that_stopped_early_trains_nothing(char_data):
+    # A run restored after it stopped early is over, as the run that never stopped is;
+    # a larger patience (or 0) trains it on.
+    model = train.CharModel(MODEL)
+    config = dataclasses.replace(CONFIG, steps=6, eval_every=2, patience=2)
+    progress = {"best_val_bpc": 0.0, "best_step": 0, "bad_evals": 2}
+    optimizer, _ = train.make_optimizer(config)
+    state = train.init_state(model, optimizer, config.batch_size, jax.random.key(0))
+    over = quiet_fit(model, char_data, config, state=state, progress=dict(progress))
+    assert over.stopped == "early_stopping" and over.history == []
+    assert_same_tree(over.state, state)
+    more = dataclasses.replace(config, patience=3)
+    on = quiet_fit(model, char_data, more, state=state, progress=dict(progress))
+    assert on.stopped == "early_stopping" and int(on.state.step) == 2
