@@ -50,7 +50,11 @@ float64); the fused path is faster because of where the work goes:
   accumulates in the data's dtype; everything else stays in the data's dtype.
 
 The fused function is reverse-mode only: ``jax.jvp``, ``jax.jacfwd`` and
-``jax.hessian`` need ``unroll(..., fused=False)``.
+``jax.linearize`` of it need ``unroll(..., fused=False)``. Its gradient can be
+differentiated again in either mode (a gradient penalty; ``jax.jvp`` of the
+gradient, a Hessian-vector product; ``jax.hessian``, forward over reverse):
+the forward and backward passes are plain JAX, the loop kernels and matmuls
+of ``jaxrnn.blas`` included.
 """
 
 from __future__ import annotations
@@ -323,8 +327,8 @@ def _previous(config: _Config, seq: Array, first: Array, valid: Array | None) ->
 def _mm(config: _Config, a: Array, b: Array) -> Array:
     """``a @ b`` for ``a`` of shape ``(..., K)``, ``b`` ``(K, N)``; with a
     ``compute_dtype``, inputs in it and the sum in the data's dtype."""
-    if config.blas:
-        product = blas.matmul(a.reshape(-1, a.shape[-1]), b)
+    if config.blas:  # forward-differentiable too: for jax.hessian of a fused pass
+        product = blas._product(a.reshape(-1, a.shape[-1]), b)
         return product.reshape(*a.shape[:-1], b.shape[-1])
     if config.compute_dtype is None:
         return a @ b
@@ -344,7 +348,7 @@ def _sum_over_steps(config: _Config, a: Array, b: Array) -> Array:
     a2 = a.reshape(-1, a.shape[-1])
     b2 = b.reshape(-1, b.shape[-1])
     if config.blas:
-        return blas.matmul(a2, b2, transpose_a=True)
+        return blas._product(a2, b2, transpose_a=True)
     dims = (((0,), (0,)), ((), ()))
     if config.compute_dtype is None:
         return lax.dot_general(a2, b2, dims)

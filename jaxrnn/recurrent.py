@@ -244,8 +244,10 @@ def unroll(
         measured best, ``jaxrnn.fused.default_unroll()``.
       fused: take the fused path for built-in cells (the default). ``False``
         runs plain autodiff of the cell's step, which forward-mode
-        differentiation (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``) needs:
-        the fused path is a ``jax.custom_vjp``, reverse mode only.
+        differentiation (``jax.jvp``, ``jax.jacfwd``, ``jax.linearize``) needs:
+        the fused path is a ``jax.custom_vjp``, reverse mode only. Its
+        gradients can be differentiated again in either mode (``jax.hessian``,
+        ``jax.jvp`` of ``jax.grad``).
       remat: rematerialise for the backward pass instead of storing, for long
         sequences and deep stacks. On the fused path only ``ys`` (and the
         LSTM's cell states) are kept and the gate activations are recomputed
@@ -308,7 +310,8 @@ def unroll(
                 raise
             raise TypeError(
                 f"unroll: {error} The fused path of the built-in cells is reverse mode "
-                "only; for jax.jvp, jax.jacfwd or jax.hessian pass fused=False."
+                "only; for jax.jvp, jax.jacfwd or jax.linearize pass fused=False (jax.hessian, "
+                "forward over reverse, works on it)."
             ) from None
     if compute_dtype is not None:
         why = (

@@ -234,6 +234,37 @@ def test_second_order_reverse_mode_goes_through_the_fused_backward_pass():
     assert_trees_close(got, want)
 
 
+@pytest.mark.parametrize("name", MAIN_CASES)
+def test_forward_over_reverse_mode_equals_plain_autodiff(name):
+    """``jax.jvp`` of a gradient (a Hessian-vector product, as ``jax.hessian`` takes
+    it) differentiates the fused passes in forward mode: on a CPU with
+    ``jaxrnn.blas`` their matmuls were a ``jax.custom_vjp``, and it failed with
+    JAX's "can't apply forward-mode autodiff (jvp) to a custom_vjp function"."""
+    (case,) = [c for c in CASES if c.name == name]
+    cell, params, xs, carry = arrays(case, H, I, jnp.float64, (B,))
+    tangents = jax.tree.map(jnp.cos, (params, xs))
+
+    def hvp(params, xs, use_fused, seq_lengths, reverse):
+        def loss(params, xs):
+            run = jaxrnn.unroll(
+                cell, params, xs, carry, seq_lengths=seq_lengths, reverse=reverse, fused=use_fused
+            )
+            return weighted_loss(*run)
+
+        grad = jax.grad(loss, argnums=(0, 1))
+        return jax.jvp(grad, (params, xs), tangents)[1]
+
+    def both(params, xs):
+        lengths = jnp.asarray(LENGTHS)
+        return [
+            [hvp(params, xs, use_fused, n, r) for use_fused in (True, False)]
+            for n, r in ((None, False), (lengths, True))
+        ]
+
+    for got, want in compiled(both, params, xs):
+        assert_trees_close(got, want)
+
+
 def test_forward_mode_needs_fused_false():
     cell, params, xs, _ = arrays(CASES[5], H, I, jnp.float64, (B,))
     tangent = jnp.ones_like(xs)

@@ -394,6 +394,47 @@ def _matmul_bwd(transpose_a: bool, transpose_b: bool, residuals, g: Array):
 _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
+def _product(a: Array, b: Array, *, transpose_a: bool = False, transpose_b: bool = False) -> Array:
+    """``matmul`` for the derivative rules of ``jaxrnn.fused``: the same custom call,
+    differentiable in both modes, its derivatives through XLA's dot.
+
+    ``matmul``'s own derivative is a ``jax.custom_vjp`` (each gradient another
+    custom call), which forward mode cannot differentiate: inside a fused pass's
+    forward or backward function it broke forward-over-reverse differentiation
+    (``jax.hessian``, Hessian-vector products by ``jax.jvp`` of a gradient) on a
+    CPU only. These products are differentiated only at second order, where
+    XLA's dot costs little more; the loop kernels do the same (their
+    derivatives are the scans').
+
+    Args:
+      a, b, transpose_a, transpose_b: as for ``matmul``, checked by the caller.
+
+    Returns:
+      ``op(a) @ op(b)``, ``(*batch, M, N)``.
+    """
+    if not active(a.dtype) or not _fits_lp64(a, b):
+        return _dot(a, b, transpose_a, transpose_b)
+    return _linear_matmul(a, b, bool(transpose_a), bool(transpose_b))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _linear_matmul(a: Array, b: Array, transpose_a: bool, transpose_b: bool) -> Array:
+    return lax.platform_dependent(
+        a,
+        b,
+        cpu=functools.partial(_custom_call, transpose_a=transpose_a, transpose_b=transpose_b),
+        default=functools.partial(_dot, transpose_a=transpose_a, transpose_b=transpose_b),
+    )
+
+
+@_linear_matmul.defjvp
+def _linear_matmul_jvp(transpose_a: bool, transpose_b: bool, primals, tangents):
+    (a, b), (a_dot, b_dot) = primals, tangents
+    # Bilinear: the tangent is linear in (a_dot, b_dot) and transposable (reverse mode).
+    tangent = _dot(a_dot, b, transpose_a, transpose_b) + _dot(a, b_dot, transpose_a, transpose_b)
+    return _linear_matmul(a, b, transpose_a, transpose_b), tangent
+
+
 # --------------------------------------------------------------------------- the loop kernels
 
 
