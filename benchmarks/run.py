@@ -207,10 +207,12 @@ def time_interleaved(
     seconds of waiting in all, the rounds run as they come and all of them count.
     Returns the samples and a summary of the rounds.
     """
+    names = list(benches)
+    if not names:  # every contender skipped or failed: nothing to time
+        return {}, {"rounds": 0, "rounds_kept": 0, "others_cpu": None, "waited_s": 0.0}
     for bench in benches.values():
         for _ in range(warmup):
             bench.call()
-    names = list(benches)
     kept: list[dict[str, list[float]]] = []
     shares: list[float] = []
     rounds, waited = 0, 0.0

@@ -218,3 +218,16 @@ def test_pieces_rejects_bad_arguments_in_one_line(argv, message, capsys, monkeyp
         pieces.main(argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_workload_none_of_whose_contenders_runs_is_recorded_as_skipped(tmp_path):
+    # equinox has no Elman cell: nothing to time, yet the records and tables come
+    # (it divided by zero when rotating the empty order before).
+    jsonl = tmp_path / "out.jsonl"
+    argv = ["bench", "elman", "--tiny", "--repeats", "1", "--warmup", "0"]
+    assert cli.main([*argv, "--contenders", "equinox", "--jsonl", str(jsonl)]) == 0
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [(r["pass"], r["skipped"]) for r in records] == [
+        ("forward", "equinox has no Elman cell"),
+        ("train", "equinox has no Elman cell"),
+    ]
