@@ -589,13 +589,17 @@ def _tables_from(jsonl: Path, markdown: Path | None) -> int:
         lines = jsonl.read_text().splitlines()
     except OSError as error:
         raise CommandError(f"--tables-from: cannot read {jsonl}: {error.strerror}.") from None
-    try:
-        records = [json.loads(line) for line in lines if line.strip()]
-    except json.JSONDecodeError as error:
-        raise CommandError(
-            f"--tables-from: line {error.lineno} of {jsonl} is not JSON; expected the JSON "
-            "lines that --jsonl writes."
-        ) from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise CommandError(
+                f"--tables-from: line {number} of {jsonl} is not JSON; expected the JSON "
+                "lines that --jsonl writes."
+            ) from None
     if not records or "machine" not in records[-1]:
         raise CommandError(f"--tables-from: {jsonl} holds no results written by --jsonl.")
     text = tables(records, records[-1]["machine"])

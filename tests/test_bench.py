@@ -138,6 +138,13 @@ def test_jaxrnn_bench_rejects_bad_arguments_in_one_line(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_tables_from_names_the_line_that_is_not_json(tmp_path, capsys):
+    jsonl = tmp_path / "cut.jsonl"
+    jsonl.write_text('{"a": 1}\n\n{"b": 2}\n{"workload": "lstm", "pa\n')
+    assert cli.main(["bench", "--tables-from", str(jsonl)]) == 2
+    assert f"line 4 of {jsonl} is not JSON" in capsys.readouterr().err
+
+
 def test_jaxrnn_bench_lists_the_workloads(capsys):
     assert cli.main(["bench", "--list"]) == 0
     out = capsys.readouterr().out
