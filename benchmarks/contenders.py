@@ -173,8 +173,10 @@ def _jax_train_step(init: Callable, loss: Callable, data: dict[str, Any], pass_:
     compiled, seconds, temp = _compile(step, *state, xs, targets, donate=(0, 1))
 
     def call():
+        # Waits for every output: the loss is known before the backward pass and the
+        # update that make the new parameters and optimizer state.
         state[0], state[1], value = compiled(state[0], state[1], xs, targets)
-        jax.block_until_ready(value)
+        jax.block_until_ready((state[0], state[1], value))
 
     return Bench(call, seconds, temp, "XLA temp")
 

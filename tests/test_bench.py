@@ -100,6 +100,27 @@ def test_a_contender_that_fails_is_recorded_and_spoils_no_other(tmp_path, monkey
     assert "flax: failed: RuntimeError" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["jaxrnn", "flax", "equinox"])
+def test_a_jax_training_step_waits_for_every_output(name, monkeypatch):
+    # The loss is ready before the backward pass and the update are: a call that
+    # waited for it alone could stop the clock before the step is done.
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import contenders
+    from workloads import WORKLOADS, tiny
+
+    workload = tiny(WORKLOADS["char-lstm-train"])
+    step = contenders.build(name, workload, workload.inputs(), "train")
+    waited = []
+    block = jax.block_until_ready
+    monkeypatch.setattr(jax, "block_until_ready", lambda x: waited.append(x) or block(x))
+    step.call()
+    (outputs,) = waited
+    params, opt_state, loss = outputs
+    assert loss.shape == ()
+    leaves = jax.tree.leaves((params, opt_state))
+    assert len(leaves) > 4 and all(isinstance(a, jax.Array) for a in leaves)
+
+
 @pytest.mark.parametrize(("name", "onednn"), [("pytorch", True), ("pytorch-aten", False)])
 def test_pytorch_aten_contender_runs_with_onednn_off(name, onednn, monkeypatch):
     torch = pytest.importorskip("torch")
