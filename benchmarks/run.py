@@ -8,10 +8,11 @@
 
 Method: for each workload and pass (``forward``, ``train``) every contender is
 built and compiled first (compile time reported apart), warmed up, then timed
-call by call with the contenders interleaved (the order rotates every round),
-so that a busy or drifting machine hits them alike; each call waits for its
-result (``block_until_ready``, ``torch.cuda.synchronize``). The median of the
-rounds is reported. Output: one JSON object per line (machine, versions,
+in rounds with the contenders interleaved (each runs a burst of ``BURST`` timed
+calls per round; the order rotates every round), so that a busy or drifting
+machine hits them alike; each call waits for its result
+(``block_until_ready``, ``torch.cuda.synchronize``). The median of the timed
+calls is reported. Output: one JSON object per line (machine, versions,
 sizes, times) and markdown tables of the ratios jaxrnn / peer (below 1:
 jaxrnn is faster).
 """

@@ -1,7 +1,9 @@
 """The benchmark suite runs end to end at toy sizes (a smoke test: speed is never asserted)."""
 
+import argparse
 import json
 import sys
+from pathlib import Path
 
 import jax
 import pytest
@@ -259,3 +261,19 @@ def test_a_workload_none_of_whose_contenders_runs_is_recorded_as_skipped(tmp_pat
         ("forward", "equinox has no Elman cell"),
         ("train", "equinox has no Elman cell"),
     ]
+
+
+def test_the_method_section_states_the_defaults_the_runner_uses(monkeypatch):
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import run
+
+    text = (Path(bench._RUNNER).parents[1] / "docs" / "benchmarks.md").read_text()
+    method = " ".join(text.split("## Method")[1].split("## Results")[0].split())
+    parser = argparse.ArgumentParser()
+    run.add_arguments(parser)
+    defaults = parser.parse_args([])
+    words = {1: "one", 2: "two", 3: "three", 4: "four"}
+    assert f"Warm-up calls first ({defaults.warmup} by default)" in method
+    assert f"timed rounds ({defaults.repeats} by default)" in method
+    assert f"{round(run.SETTLE_S * 1e3)} ms of idling" in method
+    assert f"one untimed call, then {words[run.BURST]} timed calls" in method
