@@ -277,3 +277,147 @@ def test_the_method_section_states_the_defaults_the_runner_uses(monkeypatch):
     assert f"timed rounds ({defaults.repeats} by default)" in method
     assert f"{round(run.SETTLE_S * 1e3)} ms of idling" in method
     assert f"one untimed call, then {words[run.BURST]} timed calls" in method
+
+
+def test_rounds_rotate_the_order_and_time_bursts_after_an_untimed_call(monkeypatch):
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import contenders
+    import run
+
+    # A fake clock that only the contenders' calls advance, by their own durations.
+    clock, log = [0.0], []
+    fake_time = type(run.time)("fake_time")
+    fake_time.perf_counter = lambda: clock[0]
+    fake_time.monotonic = lambda: clock[0]
+    fake_time.sleep = lambda s: None
+    monkeypatch.setattr(run, "time", fake_time)
+
+    def fake(name, durations):
+        durations = iter(durations)
+
+        def call():
+            log.append(name)
+            clock[0] += next(durations)
+
+        return contenders.Bench(call)
+
+    assert run.BURST == 2
+    # Two warm-up calls, then per round one untimed call (100 s: it must not be
+    # counted) and two timed ones.
+    a = [1.0, 1.0] + [100.0, 1.0, 3.0] * 4
+    b = [1.0, 1.0] + [100.0, 2.0, 4.0] * 4
+    c = [1.0, 1.0] + [100.0, 5.0, 6.0] * 4
+    benches = {"a": fake("a", a), "b": fake("b", b), "c": fake("c", c)}
+    samples, summary = run.time_interleaved(benches, repeats=4, warmup=2)
+
+    assert log[:6] == ["a", "a", "b", "b", "c", "c"]  # the warm-up, contender by contender
+    assert len(log) == 6 + 4 * 9
+    rounds = [log[6 + 9 * i : 6 + 9 * (i + 1)] for i in range(4)]
+    orders = [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    assert rounds == [[n for n in order for _ in range(3)] for order in orders]
+    assert samples == {"a": [1.0, 3.0] * 4, "b": [2.0, 4.0] * 4, "c": [5.0, 6.0] * 4}
+    assert (summary["rounds"], summary["rounds_kept"]) == (4, 4)
+
+
+def test_a_record_holds_the_median_and_minimum_of_the_timed_calls(monkeypatch):
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import contenders
+    import run
+    from workloads import WORKLOADS, tiny
+
+    monkeypatch.setattr(
+        contenders, "build", lambda *args: contenders.Bench(lambda: None, 1.5, 2048, "XLA temp")
+    )
+    seconds = {"jaxrnn": [0.004, 0.001, 0.002, 0.010], "flax": [0.003, 0.003, 0.009, 0.001]}
+    summary = {"rounds": 2, "rounds_kept": 2, "others_cpu": None, "waited_s": 0.0}
+    monkeypatch.setattr(run, "time_interleaved", lambda benches, *args: (seconds, summary))
+    workload = tiny(WORKLOADS["gru"])
+    records = list(run.run_workload(workload, ["jaxrnn", "flax"], "cpu", 2, 0))
+    assert [(r["pass"], r["contender"]) for r in records] == [
+        ("forward", "jaxrnn"),
+        ("forward", "flax"),
+        ("train", "jaxrnn"),
+        ("train", "flax"),
+    ]
+    ours, theirs = records[0], records[1]
+    assert ours["median_ms"] == pytest.approx(3.0) and ours["min_ms"] == pytest.approx(1.0)
+    assert theirs["median_ms"] == pytest.approx(3.0) and theirs["min_ms"] == pytest.approx(1.0)
+    assert ours["times_ms"] == [4.0, 1.0, 2.0, 10.0] and ours["burst"] == run.BURST
+    assert (ours["compile_s"], ours["memory_bytes"], ours["time"]) == (1.5, 2048, workload.time)
+
+
+def test_the_tables_put_each_ratio_under_its_peer(monkeypatch):
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import run
+
+    def timed(workload, pass_, contender, median, times, **extra):
+        return {
+            "workload": workload,
+            "pass": pass_,
+            "contender": contender,
+            "median_ms": median,
+            "times_ms": times,
+            "burst": 2,
+            **extra,
+        }
+
+    records = [
+        timed("lstm", "forward", "jaxrnn", 9.0, [9, 9]),  # saved again below: the last counts
+        timed("lstm", "forward", "jaxrnn", 2.0, [2, 2], compile_s=0.5),
+        timed("lstm", "forward", "pytorch", 4.0, [4, 4]),
+        timed("lstm", "forward", "flax", 8.0, [8, 8], compile_s=0.7),
+        timed("lstm", "train", "jaxrnn", 3.0, [3, 3], compile_s=1.25, memory_bytes=3 * 2**20),
+        timed("lstm", "train", "pytorch", 2.0, [2, 2]),
+        {"workload": "lstm", "pass": "train", "contender": "flax", "skipped": "failed: E"},
+    ]
+    info = {"processor": "p", "cpu_count": 2, "backend": "cpu", "device": "cpu", "jax": "0"}
+    lines = run.tables(records, info).splitlines()
+    assert "| workload | pass | PyTorch | flax linen |" in lines
+    assert "| lstm | forward | 0.50 | 0.25 |" in lines
+    assert "| lstm | train | 1.50 | — |" in lines
+    assert "| workload | pass | jaxrnn | PyTorch | flax linen |" in lines
+    assert "| lstm | forward | 2.00 | 4.00 | 8.00 |" in lines
+    assert "| lstm | train | 3.00 | 2.00 | — |" in lines
+    assert "| lstm | 1.25 (3.0) | — |" in lines  # the training pass's compile time (MiB)
+    assert "Not run: flax linen: failed: E." in lines
+
+
+def test_the_interquartile_range_of_the_round_ratios_needs_four_rounds(monkeypatch):
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import run
+
+    ours = {"median_ms": 2.0, "times_ms": [2, 2, 2, 2, 2, 2], "burst": 2}
+    theirs = {"median_ms": 4.0, "times_ms": [4, 4, 4, 4, 4, 4], "burst": 2}
+    assert run._ratio_cell(ours, theirs) == "0.50"  # three rounds
+    ours["times_ms"] += [2, 2]
+    theirs["times_ms"] += [4, 4]
+    assert run._ratio_cell(ours, theirs) == "0.50 (0.50, 0.50–0.50)"
+
+
+def test_with_quiet_a_round_others_disturbed_is_set_aside(monkeypatch):
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import contenders
+    import run
+
+    clock = [0.0]
+    fake_time = type(run.time)("fake_time")
+    fake_time.perf_counter = lambda: clock[0]
+    fake_time.sleep = lambda s: None
+    monkeypatch.setattr(run, "time", fake_time)
+    # The shares other processes used: before each round (the wait), then during it.
+    shares = iter([0.0, 0.5, 0.0, 0.0, 0.0, 0.02])
+
+    class Others:
+        def stop(self):
+            return next(shares)
+
+    monkeypatch.setattr(run, "OthersCPU", Others)
+    durations = iter([1.0] + [100.0, 9.0, 9.0] + [100.0, 2.0, 2.0] * 2)  # warm-up, rounds
+
+    def call():
+        clock[0] += next(durations)
+
+    benches = {"a": contenders.Bench(call)}
+    samples, summary = run.time_interleaved(benches, repeats=2, warmup=1, quiet=0.05)
+    assert samples == {"a": [2.0, 2.0, 2.0, 2.0]}  # the disturbed round's 9s are set aside
+    assert summary == {"rounds": 3, "rounds_kept": 2, "others_cpu": 0.01, "waited_s": 18.0}
