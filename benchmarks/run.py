@@ -322,13 +322,15 @@ def compile_scaling(
             data = workload.inputs()
             for name in ("jaxrnn", "flax"):
                 if contenders_module.unavailable(name, workload, "cpu") is None:
-                    bench = contenders_module.build(name, workload, data, "train")
-                    yield {
-                        "compile_scaling": t,
-                        "cell": cell,
-                        "contender": name,
-                        "compile_s": bench.compile_s,
-                    }
+                    record = {"compile_scaling": t, "cell": cell, "contender": name}
+                    try:  # as in run_workload: recorded, and run() exits with 1
+                        bench = contenders_module.build(name, workload, data, "train")
+                    except Exception as error:
+                        record["skipped"] = f"{FAILED} {type(error).__name__}: {str(error)[:300]}"
+                        print(f"# {workload.name} {name}: {record['skipped']}", file=sys.stderr)
+                    else:
+                        record["compile_s"] = bench.compile_s
+                    yield record
 
 
 # --------------------------------------------------------------------------- tables
@@ -441,7 +443,7 @@ def tables(
             cells.append(f"{record['compile_s']:.2f}{mib}")
         lines.append(f"| {workload} | " + " | ".join(cells) + " |")
 
-    scaling = [r for r in records if "compile_scaling" in r]
+    scaling = [r for r in records if "compile_scaling" in r and "compile_s" in r]
     if scaling:
         steps = sorted({r["compile_scaling"] for r in scaling})
         lines += [
@@ -580,7 +582,12 @@ def run(args: argparse.Namespace) -> int:
         args.markdown.write_text(text)
     failed = [r for r in records if r.get("skipped", "").startswith(FAILED)]
     for r in failed:
-        print(f"{r['workload']} {r['pass']} {r['contender']}: {r['skipped']}", file=sys.stderr)
+        where = (
+            f"{r['workload']} {r['pass']}"
+            if "workload" in r
+            else f"{r['cell']}-T{r['compile_scaling']}"
+        )
+        print(f"{where} {r['contender']}: {r['skipped']}", file=sys.stderr)
     return 1 if failed else 0
 
 

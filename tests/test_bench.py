@@ -102,6 +102,36 @@ def test_a_contender_that_fails_is_recorded_and_spoils_no_other(tmp_path, monkey
     assert "flax: failed: RuntimeError" in capsys.readouterr().err
 
 
+def test_a_contender_that_fails_in_the_compile_time_sweep_spoils_no_other(
+    tmp_path, monkeypatch, capsys
+):
+    bench._runner()
+    contenders = sys.modules["contenders"]
+    build = contenders.build
+
+    def flax_breaks_in_the_sweep(name, workload, *args):
+        if name == "flax" and "-T" in workload.name:
+            raise RuntimeError("no kernel for this")
+        return build(name, workload, *args)
+
+    monkeypatch.setattr(contenders, "build", flax_breaks_in_the_sweep)
+    jsonl, markdown = tmp_path / "sweep.jsonl", tmp_path / "sweep.md"
+    argv = ["bench", "elman", "--tiny", "--repeats", "1", "--warmup", "0", "--compile-scaling"]
+    argv += ["--contenders", "jaxrnn", "--jsonl", str(jsonl), "--markdown", str(markdown)]
+    assert cli.main(argv) == 1
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    swept = [r for r in records if "compile_scaling" in r]
+    assert {(r["cell"], r["compile_scaling"]) for r in swept if "compile_s" in r} == {
+        (cell, t) for cell in ("lstm", "gru", "elman") for t in (5, 10)
+    }
+    assert all(r["contender"] == "jaxrnn" for r in swept if "compile_s" in r)
+    assert sum(r.get("skipped", "").startswith("failed:") for r in swept) == 6
+    table = markdown.read_text()
+    assert "| elman | jaxrnn |" in table and "| elman | flax linen |" not in table
+    assert "flax linen: failed: RuntimeError: no kernel for this" in table
+    assert "elman-T5 flax: failed: RuntimeError" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["jaxrnn", "flax", "equinox"])
 def test_a_jax_training_step_waits_for_every_output(name, monkeypatch):
     # The loss is ready before the backward pass and the update are: a call that
