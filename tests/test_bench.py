@@ -451,3 +451,73 @@ def test_with_quiet_a_round_others_disturbed_is_set_aside(monkeypatch):
     samples, summary = run.time_interleaved(benches, repeats=2, warmup=1, quiet=0.05)
     assert samples == {"a": [2.0, 2.0, 2.0, 2.0]}  # the disturbed round's 9s are set aside
     assert summary == {"rounds": 3, "rounds_kept": 2, "others_cpu": 0.01, "waited_s": 18.0}
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "elman"])
+def test_every_peer_computes_jaxrnns_layer_given_its_weights(kind, monkeypatch):
+    # Fairness: the same sizes, the same function, gradients of the same loss
+    # with respect to the same weights (PyTorch's second bias aside).
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxrnn
+    from jaxrnn.interop.flax_linen import from_flax, to_flax
+
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import contenders
+    from workloads import WORKLOADS, tiny
+
+    w = tiny(WORKLOADS[kind])
+    data = w.inputs()
+    xs = jnp.asarray(data["xs"])
+
+    def value_and_grad(forward, params):
+        return forward(params, xs), jax.grad(lambda p: jnp.sum(forward(p, xs)))(params)
+
+    params, forward = contenders._jaxrnn_layer(w, fused=True)
+    ys, grads = value_and_grad(forward, params)
+    close = {"rtol": 1e-5, "atol": 1e-5}
+
+    _, autodiff = contenders._jaxrnn_layer(w, fused=False)
+    ys_a, grads_a = value_and_grad(autodiff, params)
+    np.testing.assert_allclose(ys_a, ys, **close)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **close), grads_a, grads)
+
+    cell = {"lstm": jaxrnn.lstm, "gru": jaxrnn.gru, "elman": jaxrnn.elman}[kind](w.hidden_size)
+    theirs, flax_forward = contenders._flax_layer(w, fused=False)
+    flax_cell, variables = to_flax(cell, params)
+    mapped = {"params": {"cell": variables["params"]}}
+    assert jax.tree.structure(mapped) == jax.tree.structure(theirs)
+    ys_f, grads_f = value_and_grad(flax_forward, mapped)
+    np.testing.assert_allclose(ys_f, ys, **close)
+    _, grads_f = from_flax(flax_cell, {"params": grads_f["params"]["cell"]})
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, **close), grads_f, grads)
+
+    if kind != "elman":
+        import equinox as eqx
+
+        theirs, eqx_forward = contenders._equinox_layer(w, fused=False)
+        mapped = eqx.tree_at(
+            lambda c: (c.weight_ih, c.weight_hh, c.bias),
+            theirs,
+            (params.w_ih.T, params.w_hh.T, params.b),
+        )
+        if kind == "gru":
+            mapped = eqx.tree_at(lambda c: c.bias_n, mapped, params.b_hn)
+        ys_e, g = value_and_grad(eqx_forward, mapped)
+        np.testing.assert_allclose(ys_e, ys, **close)
+        extra = [g.bias_n] if kind == "gru" else []
+        for a, b in zip([g.weight_ih.T, g.weight_hh.T, g.bias, *extra], grads, strict=True):
+            np.testing.assert_allclose(a, b, **close)
+
+    torch = pytest.importorskip("torch")
+    from jaxrnn.interop.pytorch import to_torch
+
+    module = to_torch(jaxrnn.StackedRNN(cell), ((params,),))
+    layer_type = type(module)
+    monkeypatch.setattr(torch.nn, layer_type.__name__, lambda *args, **kwargs: module)
+    contenders.build("pytorch", w, data, "train").call()  # the gradient of sum(ys)
+    np.testing.assert_allclose(module.weight_ih_l0.grad.numpy().T, grads.w_ih, **close)
+    np.testing.assert_allclose(module.weight_hh_l0.grad.numpy().T, grads.w_hh, **close)
+    if grads.b is not None:
+        np.testing.assert_allclose(module.bias_ih_l0.grad.numpy()[: len(grads.b)], grads.b, **close)
