@@ -30,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error(
+            f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}"
+        )
+    if min(args.unroll) < 1:
+        parser.error(f"--unroll takes steps per iteration >= 1, got {min(args.unroll)}")
 
     import jax
 

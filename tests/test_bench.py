@@ -521,3 +521,24 @@ def test_every_peer_computes_jaxrnns_layer_given_its_weights(kind, monkeypatch):
     np.testing.assert_allclose(module.weight_hh_l0.grad.numpy().T, grads.w_hh, **close)
     if grads.b is not None:
         np.testing.assert_allclose(module.bias_ih_l0.grad.numpy()[: len(grads.b)], grads.b, **close)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["elman", "--repeats", "0"], "--repeats must be >= 1 and --warmup >= 0, got 0 and 2"),
+        (["elman", "--warmup", "-1"], "--repeats must be >= 1 and --warmup >= 0, got 10 and -1"),
+        (["elman", "--unroll", "1", "0"], "--unroll takes steps per iteration >= 1, got 0"),
+        (["char-lstm-train"], "choose a one-layer workload"),
+    ],
+)
+def test_unroll_sweep_rejects_bad_arguments_in_one_line(argv, message, capsys, monkeypatch):
+    # Before anything compiles: --repeats 0 failed with 'no median for empty data'
+    # once every unroll had been compiled.
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import unroll_sweep
+
+    with pytest.raises(SystemExit) as exit_:
+        unroll_sweep.main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
