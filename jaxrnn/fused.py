@@ -345,16 +345,18 @@ def _weights(config: _Config, w: Array) -> Array:
 
 def _sum_over_steps(config: _Config, a: Array, b: Array) -> Array:
     """``sum_{t, b} a[t, b]ᵀ b[t, b]``: one ``(K, T·B) x (T·B, N)`` matmul, no transposes."""
-    a2 = a.reshape(-1, a.shape[-1])
-    b2 = b.reshape(-1, b.shape[-1])
     if config.blas:
+        a2, b2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
         return blas._product(a2, b2, transpose_a=True)
-    dims = (((0,), (0,)), ((), ()))
+    # Contracting time and batch in place, not reshaped into one axis: a batch split over
+    # devices stays split (each device sums its streams, then one all-reduce), where
+    # merging it with time would make XLA gather the whole batch onto every device.
+    dims = (((0, 1), (0, 1)), ((), ()))
     if config.compute_dtype is None:
-        return lax.dot_general(a2, b2, dims)
+        return lax.dot_general(a, b, dims)
     cast = config.compute_dtype
     return lax.dot_general(
-        a2.astype(cast), b2.astype(cast), dims, preferred_element_type=config.accumulate_dtype
+        a.astype(cast), b.astype(cast), dims, preferred_element_type=config.accumulate_dtype
     )
 
 

@@ -25,8 +25,10 @@ and the same code runs unchanged. See docs/scaling.md.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -34,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from jaxrnn import blas
 
 __all__ = [
     "AXIS",
@@ -46,9 +50,28 @@ __all__ = [
     "put_replicated",
     "replicated",
     "to_host",
+    "without_custom_calls",
 ]
 
 AXIS = "data"
+
+
+def without_custom_calls(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``function`` traced with ``jaxrnn.blas`` switched off, for a batch split over devices.
+
+    ``jaxrnn.blas``'s oneMKL custom calls (the CPU's fused loops and matmuls) have
+    no sharding rule: in a program whose batch is split over several devices, XLA
+    gathers their operands and every device would run the whole batch. XLA's own
+    fused path keeps each device on its slice of the batch, with one all-reduce of
+    the weight gradients. ``jax.jit(parallel.without_custom_calls(step), ...)``.
+    """
+
+    @functools.wraps(function)
+    def traced_without_custom_calls(*args: Any, **kwargs: Any) -> Any:
+        with blas.use(False):  # the switch is read while tracing, i.e. in here
+            return function(*args, **kwargs)
+
+    return traced_without_custom_calls
 
 
 def initialize_distributed(environ: dict[str, str] | None = None) -> bool:

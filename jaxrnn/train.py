@@ -591,6 +591,8 @@ def make_train_step(
         return jax.jit(train_step)
     shardings = state_shardings(mesh)
     windows = parallel.batch_sharding(mesh, 1)
+    if mesh.size > 1:
+        train_step = parallel.without_custom_calls(train_step)
     return jax.jit(
         train_step,
         in_shardings=(shardings, windows, windows),

@@ -48,6 +48,7 @@ SCRIPT = textwrap.dedent(
             if k == 0:  # compiled once, here, and its program read
                 step = step.lower(state, *batch).compile()
                 out[f"all_reduce_{n}"] = "all-reduce" in step.as_text()
+                out[f"all_gather_{n}"] = "all-gather" in step.as_text()
             state, metrics = step(state, *batch)
             losses.append(float(metrics.loss))
         leaf = state.carry.h
@@ -65,6 +66,26 @@ SCRIPT = textwrap.dedent(
     fit_4 = train.fit(model, char, config, state=init(jax.random.key(0)), show_progress=False,
                       log=lambda _: None)
     out["fit_params_4"] = [np.asarray(x).tolist() for x in jax.tree.leaves(fit_4.state.params)]
+
+    # Each cell's fused path, lengths and reverse too, keeps a split batch split: no gather.
+    import jax.numpy as jnp
+    import jaxrnn
+    from jaxrnn import blas
+    mesh = parallel.make_mesh(4)
+    xs = parallel.put_batch(np.ones((5, 8, 3), np.float32), mesh)
+    lengths = parallel.put_batch(np.arange(8, dtype=np.int32) % 6, mesh, axis=0)
+    gathered = {}
+    for name, cell in {"lstm": jaxrnn.lstm(4), "gru": jaxrnn.gru(4),
+                       "gru_before": jaxrnn.gru(4, reset_after=False),
+                       "elman": jaxrnn.elman(4)}.items():
+        params = cell.init(jax.random.key(0), 3)
+        for reverse in (False, True):
+            loss = lambda p, x, n: jnp.sum(jnp.sin(
+                jaxrnn.unroll(cell, p, x, seq_lengths=n, reverse=reverse)[1]))
+            step = jax.jit(parallel.without_custom_calls(jax.grad(loss)))
+            text = step.lower(params, xs, lengths).compile().as_text()
+            gathered[f"{name}, reverse={reverse}"] = "all-gather" in text
+    out["gathered"] = gathered
 
     # put_batch says so itself for a batch that does not split.
     try:
@@ -123,6 +144,11 @@ def test_the_batch_is_split_and_the_parameters_replicated(four_devices):
     assert out["carry_shard_1"] == [1, 4, 8] and out["carry_devices_1"] == 1
     assert out["params_replicated_4"] and out["params_replicated_1"]
     assert out["all_reduce_4"] and not out["all_reduce_1"]  # gradients summed across devices
+    # ... and no device gathers the batch to run all of it (oneMKL's custom calls, which
+    # have no sharding rule, or a product merging the split batch with time, would).
+    assert not out["all_gather_4"]
+    assert not any(out["gathered"].values()), out["gathered"]
+    assert len(out["gathered"]) == 8
 
 
 def test_the_command_refuses_what_does_not_split(four_devices):
