@@ -616,3 +616,23 @@ def test_operands_of_two_float_types_are_refused_not_a_crash():
     call = jax.jit(lambda *a: blas._elman_forward(*a))
     with pytest.raises(Exception, match=r"jaxrnn_blas_elman: shapes or float types do not match"):
         call(xs, w_ih, w_hh, None, jnp.zeros((2, 5), jnp.float64))
+
+
+def test_jax_export_needs_the_custom_calls_switched_off():
+    # docs/unroll.md: jax.export refuses this process's custom calls; traced inside
+    # blas.use(False) the function exports and computes what unroll does.
+    from jax import export
+
+    cell = jaxrnn.lstm(4)
+    params = cell.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (5, 2, 3), jnp.float32)  # the fused path
+
+    def run(p, x):
+        return jaxrnn.unroll(cell, p, x)[1]
+
+    if blas.available():
+        with pytest.raises(ValueError, match="custom calls"):
+            export.export(jax.jit(run))(params, xs)
+    with blas.use(False):  # a new function: JAX keeps run's trace, custom calls and all
+        exported = export.export(jax.jit(lambda p, x: run(p, x)))(params, xs)
+    np.testing.assert_allclose(exported.call(params, xs), run(params, xs), atol=1e-6)
