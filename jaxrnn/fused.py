@@ -54,7 +54,8 @@ The fused function is reverse-mode only: ``jax.jvp``, ``jax.jacfwd`` and
 differentiated again in either mode (a gradient penalty; ``jax.jvp`` of the
 gradient, a Hessian-vector product; ``jax.hessian``, forward over reverse):
 the forward and backward passes are plain JAX, the loop kernels and matmuls
-of ``jaxrnn.blas`` included.
+of ``jaxrnn.blas`` included (one known failure: forward over reverse through a
+jitted Elman cell on a CPU with ``jaxrnn.blas``; ``fused=False`` works there).
 """
 
 from __future__ import annotations
