@@ -54,8 +54,7 @@ The fused function is reverse-mode only: ``jax.jvp``, ``jax.jacfwd`` and
 differentiated again in either mode (a gradient penalty; ``jax.jvp`` of the
 gradient, a Hessian-vector product; ``jax.hessian``, forward over reverse):
 the forward and backward passes are plain JAX, the loop kernels and matmuls
-of ``jaxrnn.blas`` included (one known failure: forward over reverse through a
-jitted Elman cell on a CPU with ``jaxrnn.blas``; ``fused=False`` works there).
+of ``jaxrnn.blas`` included.
 """
 
 from __future__ import annotations
@@ -637,7 +636,13 @@ def _kernel_or_scan(config: _Config, kernel: Callable, scan: Callable, *args):
     def call(*args):
         return lax.platform_dependent(*args, cpu=kernel, default=scan)
 
-    call.defjvp(lambda primals, tangents: jax.jvp(scan, primals, tangents))
+    @call.defjvp
+    def call_jvp(primals, tangents):
+        # The primal from `call` itself, not from the scan's jvp: under vmap the kernel
+        # and the scan batch their outputs on different axes, and JAX then mixed the two
+        # up (jax.hessian of a jitted Elman cell got a gradient of b per step).
+        return call(*primals), jax.jvp(scan, primals, tangents)[1]
+
     return call(*args)
 
 

@@ -265,6 +265,26 @@ def test_forward_over_reverse_mode_equals_plain_autodiff(name):
         assert_trees_close(got, want)
 
 
+@pytest.mark.parametrize("name", MAIN_CASES)
+def test_hessian_of_a_jitted_loss_equals_plain_autodiff(name):
+    """``jax.hessian`` (jacfwd of jacrev) of a jitted loss: jacrev's vmap over the
+    cotangent batches the loop kernel and the scan of its derivative rule on different
+    axes, and the Elman cell's gradient of ``b`` came out per step (shape (T, H))."""
+    (case,) = [c for c in CASES if c.name == name]
+    cell, params, xs, carry = arrays(case, H, I, jnp.float64, (B,))
+
+    def hessian(use_fused):
+        def loss(b):
+            run = jaxrnn.unroll(cell, params._replace(b=b), xs, carry, fused=use_fused)
+            return weighted_loss(*run)
+
+        return jax.hessian(jax.jit(loss))(params.b)
+
+    got, want = hessian(True), hessian(False)
+    assert got.shape == want.shape == params.b.shape * 2
+    assert_trees_close(got, want)
+
+
 def test_forward_mode_needs_fused_false():
     cell, params, xs, _ = arrays(CASES[5], H, I, jnp.float64, (B,))
     tangent = jnp.ones_like(xs)
