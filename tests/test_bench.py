@@ -1,6 +1,7 @@
 """The benchmark suite runs end to end at toy sizes (a smoke test: speed is never asserted)."""
 
 import argparse
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -263,19 +264,41 @@ def test_round_ratios_pair_the_rounds_in_which_both_ran(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("argv", "message"),
+    ("script", "argv", "message"),
     [
-        (["lstm", "--repeats", "0"], "--repeats must be >= 1, got 0"),
-        (["lstm", "--quiet", "1.5"], "--quiet is a share of the cores in [0, 1), got 1.5"),
-        (["gru"], "invalid choice: 'gru'"),
+        ("pieces", ["lstm", "--repeats", "0"], "--repeats must be >= 1, got 0"),
+        (
+            "pieces",
+            ["lstm", "--quiet", "1.5"],
+            "--quiet is a share of the cores in [0, 1), got 1.5",
+        ),
+        ("pieces", ["gru"], "invalid choice: 'gru'"),
+        # unroll_sweep checks before anything compiles: --repeats 0 failed with 'no
+        # median for empty data' once every unroll had been compiled.
+        (
+            "unroll_sweep",
+            ["elman", "--repeats", "0"],
+            "--repeats must be >= 1 and --warmup >= 0, got 0 and 2",
+        ),
+        (
+            "unroll_sweep",
+            ["elman", "--warmup", "-1"],
+            "--repeats must be >= 1 and --warmup >= 0, got 10 and -1",
+        ),
+        (
+            "unroll_sweep",
+            ["elman", "--unroll", "1", "0"],
+            "--unroll takes steps per iteration >= 1, got 0",
+        ),
+        ("unroll_sweep", ["char-lstm-train"], "choose a one-layer workload"),
     ],
 )
-def test_pieces_rejects_bad_arguments_in_one_line(argv, message, capsys, monkeypatch):
+def test_the_scripts_reject_bad_arguments_in_one_line(script, argv, message, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
-    import pieces
+    module = importlib.import_module(script)
 
     with pytest.raises(SystemExit) as exit_:
-        pieces.main(argv)
+        module.main(argv)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
 
@@ -521,24 +544,3 @@ def test_every_peer_computes_jaxrnns_layer_given_its_weights(kind, monkeypatch):
     np.testing.assert_allclose(module.weight_hh_l0.grad.numpy().T, grads.w_hh, **close)
     if grads.b is not None:
         np.testing.assert_allclose(module.bias_ih_l0.grad.numpy()[: len(grads.b)], grads.b, **close)
-
-
-@pytest.mark.parametrize(
-    ("argv", "message"),
-    [
-        (["elman", "--repeats", "0"], "--repeats must be >= 1 and --warmup >= 0, got 0 and 2"),
-        (["elman", "--warmup", "-1"], "--repeats must be >= 1 and --warmup >= 0, got 10 and -1"),
-        (["elman", "--unroll", "1", "0"], "--unroll takes steps per iteration >= 1, got 0"),
-        (["char-lstm-train"], "choose a one-layer workload"),
-    ],
-)
-def test_unroll_sweep_rejects_bad_arguments_in_one_line(argv, message, capsys, monkeypatch):
-    # Before anything compiles: --repeats 0 failed with 'no median for empty data'
-    # once every unroll had been compiled.
-    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
-    import unroll_sweep
-
-    with pytest.raises(SystemExit) as exit_:
-        unroll_sweep.main(argv)
-    assert exit_.value.code == 2
-    assert message in capsys.readouterr().err
