@@ -325,7 +325,7 @@ def _project(params: Params, x: Array) -> Array:
     return projected if params.b is None else projected + params.b
 
 
-def batch_shape_of(batch_shape: Any, where: str = "zero_carry") -> tuple[int, ...]:
+def _batch_shape_of(batch_shape: Any, where: str = "zero_carry") -> tuple[int, ...]:
     """``batch_shape`` as a tuple of ints; an int is one batch axis (``zero_carry(32)``)."""
     if isinstance(batch_shape, int | np.integer) and not isinstance(batch_shape, bool):
         batch_shape = (batch_shape,)
@@ -345,7 +345,7 @@ def batch_shape_of(batch_shape: Any, where: str = "zero_carry") -> tuple[int, ..
 
 def _zeros_carry(spec: CellSpec):
     def zero_carry(batch_shape: tuple[int, ...] | int = ()) -> Array:
-        return jnp.zeros((*batch_shape_of(batch_shape), spec.hidden_size), spec.dtype)
+        return jnp.zeros((*_batch_shape_of(batch_shape), spec.hidden_size), spec.dtype)
 
     return zero_carry
 
@@ -489,7 +489,7 @@ def lstm(
         return LSTMCarry(h, c), h
 
     def zero_carry(batch_shape: tuple[int, ...] | int = ()) -> LSTMCarry:
-        zeros = jnp.zeros((*batch_shape_of(batch_shape), hidden_size), dtype)
+        zeros = jnp.zeros((*_batch_shape_of(batch_shape), hidden_size), dtype)
         return LSTMCarry(zeros, zeros)
 
     def step(params: LSTMParams, carry: LSTMCarry, x: Array):

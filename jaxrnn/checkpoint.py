@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["CheckpointError", "load", "load_meta", "save"]
+__all__ = ["CheckpointError", "load", "load_meta", "save", "write_atomically"]
 
 FORMAT = "jaxrnn-checkpoint"
 VERSION = 1
@@ -125,15 +125,36 @@ def save(path: str | os.PathLike[str], tree: Any, meta: dict[str, Any] | None = 
     return path
 
 
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
+def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
     """Calls ``write(file)`` on a temporary file beside ``path``, then renames it over
     ``path``: a crash at any moment leaves the earlier file or the new one, whole.
 
     The file is flushed and ``fsync``-ed before the rename and the folder after it.
     A process killed while writing leaves its temporary file (``.NAME.XXXXXXXX.tmp``):
     the next write to the same name removes it (only names ``mkstemp`` makes: a
-    user's file that merely looks alike stays).
+    user's file that merely looks alike stays). ``save`` writes checkpoints with
+    it, ``jaxrnn.plots`` its JSON.
+
+    Args:
+      path: the file to write; its folder must exist.
+      write: called once with the temporary file, open for writing bytes.
+
+    Examples:
+      >>> import tempfile
+      >>> from pathlib import Path
+      >>> from jaxrnn import checkpoint
+      >>> with tempfile.TemporaryDirectory() as tmp:
+      ...     path = Path(tmp) / "notes.txt"
+      ...     checkpoint.write_atomically(path, lambda file: file.write(b"old"))
+      ...     checkpoint.write_atomically(path, lambda file: file.write(b"new"))
+      ...     path.read_bytes(), sorted(p.name for p in Path(tmp).iterdir())
+      (b'new', ['notes.txt'])
     """
+    if not callable(write):
+        raise TypeError(
+            f"write_atomically: write must be a function write(file), got {type(write).__name__}."
+        )
+    path = Path(path)
     stale_name = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         if stale_name.fullmatch(stale.name):

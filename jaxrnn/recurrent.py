@@ -22,10 +22,10 @@ from jaxrnn.cells import (
     Carry,
     Cell,
     Params,
+    _batch_shape_of,
     _check_params,
     _check_step_carry,
     _shape_str,
-    batch_shape_of,
 )
 
 Array = jax.Array
@@ -456,7 +456,7 @@ class StackedRNN:
 
     def zero_carry(self, batch_shape: tuple[int, ...] | int = ()) -> Carry:
         """Zeros for every layer and direction: leaves of shape ``(L·D, *batch, H)``."""
-        one = self.cell.zero_carry(batch_shape_of(batch_shape, "StackedRNN.zero_carry"))
+        one = self.cell.zero_carry(_batch_shape_of(batch_shape, "StackedRNN.zero_carry"))
         count = self.num_layers * self.num_directions
         return jax.tree.map(lambda leaf: jnp.broadcast_to(leaf, (count, *leaf.shape)), one)
 

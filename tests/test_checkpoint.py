@@ -348,3 +348,9 @@ def test_a_key_keeps_the_implementation_it_was_saved_with(tmp_path):
     assert str(jax.random.key_impl(restored["key"])) == str(jax.random.key_impl(key))
     np.testing.assert_array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(key))
     assert jax.random.uniform(restored["key"]) == jax.random.uniform(key)
+
+
+def test_write_atomically_refuses_a_write_that_is_no_function(tmp_path):
+    with pytest.raises(TypeError, match="write must be a function write\\(file\\), got bytes"):
+        checkpoint.write_atomically(tmp_path / "notes.txt", b"text")
+    assert list(tmp_path.iterdir()) == []

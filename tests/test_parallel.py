@@ -165,6 +165,11 @@ def test_put_batch_checks_the_split_and_meshes_take_the_first_devices(four_devic
     assert four_devices["first_two"]
 
 
+def test_without_custom_calls_refuses_what_is_no_function():
+    with pytest.raises(TypeError, match=r"function must be callable .* got int"):
+        parallel.without_custom_calls(3)
+
+
 def test_mesh_and_batch_checks_here():
     mesh = parallel.make_mesh()
     assert mesh.axis_names == ("data",) and mesh.size == len(jax.devices())

@@ -368,14 +368,19 @@ def _custom_call(a: Array, b: Array, transpose_a: bool, transpose_b: bool) -> Ar
     return call(a, b, transpose_a=transpose_a, transpose_b=transpose_b)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _matmul(a: Array, b: Array, transpose_a: bool, transpose_b: bool) -> Array:
+def _lowered(a: Array, b: Array, transpose_a: bool, transpose_b: bool) -> Array:
+    """The custom call on a CPU, XLA's dot elsewhere: chosen when lowering."""
     return lax.platform_dependent(
         a,
         b,
         cpu=functools.partial(_custom_call, transpose_a=transpose_a, transpose_b=transpose_b),
         default=functools.partial(_dot, transpose_a=transpose_a, transpose_b=transpose_b),
     )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _matmul(a: Array, b: Array, transpose_a: bool, transpose_b: bool) -> Array:
+    return _lowered(a, b, transpose_a, transpose_b)
 
 
 def _matmul_fwd(a: Array, b: Array, transpose_a: bool, transpose_b: bool):
@@ -419,12 +424,7 @@ def _product(a: Array, b: Array, *, transpose_a: bool = False, transpose_b: bool
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
 def _linear_matmul(a: Array, b: Array, transpose_a: bool, transpose_b: bool) -> Array:
-    return lax.platform_dependent(
-        a,
-        b,
-        cpu=functools.partial(_custom_call, transpose_a=transpose_a, transpose_b=transpose_b),
-        default=functools.partial(_dot, transpose_a=transpose_a, transpose_b=transpose_b),
-    )
+    return _lowered(a, b, transpose_a, transpose_b)
 
 
 @_linear_matmul.defjvp

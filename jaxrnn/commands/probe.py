@@ -440,7 +440,7 @@ def figure_theory(args: argparse.Namespace) -> list[Path]:
 
 # --------------------------------------------------------------------------- the command
 
-FIGURE_KINDS = ("line_plot", "heatmaps", "cliff_plot")
+_FIGURE_KINDS = ("line_plot", "heatmaps", "cliff_plot")
 """The ``kind`` of every JSON ``jaxrnn.plots`` writes: the only files --out may replace."""
 
 
@@ -464,7 +464,7 @@ def _is_figure_json(path: Path) -> bool:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return isinstance(data, dict) and data.get("kind") in FIGURE_KINDS
+    return isinstance(data, dict) and data.get("kind") in _FIGURE_KINDS
 
 
 def _check_replaceable(folder: Path, stems: list[str]) -> None:
