@@ -30,7 +30,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
@@ -65,6 +65,7 @@ __all__ = [
     "remat_chunk",
     "restore_state",
     "sample",
+    "sample_pieces",
     "save_state",
     "state_shardings",
 ]
@@ -670,12 +671,20 @@ def evaluate(
     return float(_eval_fn(model, chunked)(params, windows_in, windows_out)) / LN2
 
 
-@functools.lru_cache(maxsize=16)
-def _sample_fn(model: CharModel, length: int) -> Callable[..., Array]:
-    @jax.jit
-    def generate(params, prime_ids, key, temperature):
-        carry, logits = model.apply(params, prime_ids)  # read the prime, unbatched
+# Characters drawn per compiled call: one compilation serves every length, memory
+# stays bounded, and the text can be printed as it comes.
+_SAMPLE_CHUNK = 256
 
+
+@functools.lru_cache(maxsize=16)
+def _sample_fns(model: CharModel) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    @jax.jit
+    def read_prime(params, prime_ids):
+        carry, logits = model.apply(params, prime_ids)  # unbatched
+        return carry, logits[-1]
+
+    @jax.jit
+    def draw_chunk(params, state, key, temperature):
         def one_char(state, step_key):
             carry, logits = state
             greedy = jnp.argmax(logits)
@@ -684,10 +693,63 @@ def _sample_fn(model: CharModel, length: int) -> Callable[..., Array]:
             carry, next_logits = model.apply(params, char[None], carry)
             return (carry, next_logits[0]), char
 
-        _, chars = jax.lax.scan(one_char, (carry, logits[-1]), jax.random.split(key, length))
-        return chars
+        return jax.lax.scan(one_char, state, jax.random.split(key, _SAMPLE_CHUNK))
 
-    return generate
+    return read_prime, draw_chunk
+
+
+def sample_pieces(
+    model: CharModel,
+    params: Any,
+    vocab: Vocabulary,
+    prime: str,
+    length: int,
+    key: Array,
+    temperature: float = 1.0,
+) -> Iterator[str]:
+    """``sample``'s text as it is drawn: pieces of up to 256 characters.
+
+    Memory does not grow with ``length`` and the first piece comes after one
+    compiled call, so any length can be printed as it is written. The text
+    does not depend on ``length`` beyond its end: a longer sample with the same
+    key starts with the shorter one. It takes ``sample``'s arguments and checks
+    them at the call.
+
+    Examples:
+      >>> import jax
+      >>> from jaxrnn.data import Vocabulary
+      >>> from jaxrnn.train import CharModel, ModelConfig, sample_pieces
+      >>> vocab = Vocabulary.from_text("abcde")
+      >>> model = CharModel(ModelConfig(vocab_size=vocab.size, hidden_size=8))
+      >>> params = model.init(jax.random.key(0))
+      >>> pieces = sample_pieces(model, params, vocab, "ab", 600, jax.random.key(1))
+      >>> [len(piece) for piece in pieces]
+      [256, 256, 88]
+    """
+    if not prime:
+        raise ValueError("sample: prime must have at least one character.")
+    if temperature < 0:
+        raise ValueError(f"sample: temperature must be >= 0, got {temperature}.")
+    if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 0:
+        raise ValueError(f"sample: length must be an int >= 0, got {length!r}.")
+    if model.config.vocab_size != vocab.size:
+        raise ValueError(
+            f"sample: the model writes {model.config.vocab_size} characters, the vocabulary "
+            f"has {vocab.size}: pass the vocabulary the model was trained with."
+        )
+    prime_ids = jnp.asarray(vocab.encode(prime))  # checked here too, not at the first next
+    read_prime, draw_chunk = _sample_fns(model)
+
+    def pieces() -> Iterator[str]:
+        state = read_prime(params, prime_ids)
+        scale = jnp.float32(temperature)
+        for index, start in enumerate(range(0, length, _SAMPLE_CHUNK)):
+            # Each chunk its own key, folded from the caller's by its index.
+            chunk_key = jax.random.fold_in(key, index)
+            state, chars = draw_chunk(params, state, chunk_key, scale)
+            yield vocab.decode(np.asarray(chars[: length - start]))
+
+    return pieces()
 
 
 def sample(
@@ -702,7 +764,8 @@ def sample(
     """Writes ``length`` characters after ``prime``, drawing each from the model.
 
     Each character is drawn from ``softmax(logits / temperature)``; temperature
-    0 takes the most likely one.
+    0 takes the most likely one. ``sample_pieces`` gives the same text piece by
+    piece, as it is drawn.
 
     Args:
       model: the model.
@@ -727,20 +790,7 @@ def sample(
       >>> len(text), set(text) <= set(vocab.chars)
       (10, True)
     """
-    if not prime:
-        raise ValueError("sample: prime must have at least one character.")
-    if temperature < 0:
-        raise ValueError(f"sample: temperature must be >= 0, got {temperature}.")
-    if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 0:
-        raise ValueError(f"sample: length must be an int >= 0, got {length!r}.")
-    if model.config.vocab_size != vocab.size:
-        raise ValueError(
-            f"sample: the model writes {model.config.vocab_size} characters, the vocabulary "
-            f"has {vocab.size}: pass the vocabulary the model was trained with."
-        )
-    prime_ids = jnp.asarray(vocab.encode(prime))
-    chars = _sample_fn(model, int(length))(params, prime_ids, key, jnp.float32(temperature))
-    return vocab.decode(np.asarray(chars))
+    return "".join(sample_pieces(model, params, vocab, prime, length, key, temperature))
 
 
 # --------------------------------------------------------------------------- checkpoints

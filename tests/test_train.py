@@ -2,6 +2,7 @@
 
 import dataclasses
 import io
+import itertools
 import json
 import math
 
@@ -306,6 +307,23 @@ def test_sampling(char_data):
     assert greedy == vocab.decode(expected)
     with pytest.raises(ValueError, match="outside the vocabulary"):
         train.sample(model, params, vocab, "THE", 12, jax.random.key(0))
+
+
+def test_sampling_streams_pieces_whose_text_does_not_depend_on_the_length(char_data):
+    model = train.CharModel(MODEL)
+    params = model.init(jax.random.key(0))
+    vocab, key = char_data.vocab, jax.random.key(4)
+    long = train.sample(model, params, vocab, "the ", 700, key)
+    for length in (0, 1, 255, 256, 257, 600):  # piece boundaries at 256 and 512
+        pieces = list(train.sample_pieces(model, params, vocab, "the ", length, key))
+        assert "".join(pieces) == train.sample(model, params, vocab, "the ", length, key)
+        assert "".join(pieces) == long[:length]
+        assert [len(p) for p in pieces] == [min(256, length - s) for s in range(0, length, 256)]
+    # A length no memory could hold: the first pieces come, and no more is drawn.
+    first = list(itertools.islice(train.sample_pieces(model, params, vocab, "the ", 2**62, key), 2))
+    assert "".join(first) == long[:512]
+    with pytest.raises(ValueError, match="prime must have at least one character"):
+        train.sample_pieces(model, params, vocab, "", 10, key)  # at the call, not at next()
 
 
 def test_sampling_divides_the_logits_by_the_temperature(char_data):

@@ -59,9 +59,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prints the prime and ``--length`` characters the model writes after it."""
-    if not 1 <= args.length < 2**31:  # the sampling loop's length is an int32
-        raise CommandError(f"--length must lie in [1, 2**31), got {args.length}.")
+    """Prints the prime and the ``--length`` characters the model writes after it, as drawn."""
+    if args.length < 1:
+        raise CommandError(f"--length must be at least 1, got {args.length}.")
     if not (math.isfinite(args.temperature) and args.temperature >= 0):
         raise CommandError(f"--temperature must be a finite number >= 0, got {args.temperature}.")
     if args.prime == "":
@@ -81,8 +81,11 @@ def run(args: argparse.Namespace) -> int:
             f"the prime has characters the model never saw: {''.join(missing)!r}; its "
             f"vocabulary has {vocab.size} characters, e.g. {''.join(vocab.chars[:40])!r}."
         )
-    text = training.sample(
+    pieces = training.sample_pieces(
         model, params, vocab, prime, args.length, jax.random.key(args.seed), args.temperature
     )
-    print(prime + text)
+    print(prime, end="", flush=True)
+    for piece in pieces:  # printed as drawn: a long sample shows from its first piece
+        print(piece, end="", flush=True)
+    print()
     return 0
