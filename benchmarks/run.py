@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contenders as contenders_module
 from workloads import WORKLOADS, Workload, tiny
 
+from jaxrnn.checkpoint import write_atomically
 from jaxrnn.cli import CommandError
 
 __all__ = ["add_arguments", "main", "run"]
@@ -93,8 +94,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="with --quiet: wait at most this long per workload and pass (default: 600)",
     )
-    parser.add_argument("--jsonl", type=Path, help="append one JSON object per result here")
-    parser.add_argument("--markdown", type=Path, help="write the tables here as well")
+    parser.add_argument(
+        "--jsonl",
+        type=Path,
+        help="append one JSON object per result here (a new file, or one that --jsonl wrote)",
+    )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        help="write the tables here as well (a new file, or one that --markdown wrote: an "
+        "earlier table is replaced, any other file refused)",
+    )
     parser.add_argument(
         "--compile-scaling",
         action="store_true",
@@ -504,6 +514,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{workload.name:16s} {workload.about} ({sizes})")
         return 0
     if args.tables_from is not None:
+        if args.markdown is not None:
+            _check_markdown(args.markdown)
         return _tables_from(args.tables_from, args.markdown)
     unknown = [w for w in args.workloads if w not in WORKLOADS]
     if unknown:
@@ -525,12 +537,19 @@ def run(args: argparse.Namespace) -> int:
     if args.quiet is not None and not 0 <= args.quiet < 1:
         raise CommandError(f"--quiet is a share of the cores in [0, 1), got {args.quiet}.")
 
-    for flag, path in (("--jsonl", args.jsonl), ("--markdown", args.markdown)):
-        if path is not None and (path.is_dir() or not path.parent.is_dir()):
-            raise CommandError(
-                f"{flag} {path}: a file in an existing folder expected (checked before the "
-                "suite runs)."
-            )
+    # The output files, checked before the suite runs: appended to or replaced only
+    # where they hold this suite's own results or tables, never a user's other file.
+    both = args.jsonl is not None and args.markdown is not None
+    if both and args.jsonl.resolve() == args.markdown.resolve():
+        raise CommandError(
+            f"--jsonl and --markdown are both {args.jsonl}; the tables would replace the "
+            "results. Pass two files."
+        )
+    glue = False  # a --jsonl file whose last line lacks its newline: give it one first
+    if args.jsonl is not None:
+        glue = _check_jsonl(args.jsonl)
+    if args.markdown is not None:
+        _check_markdown(args.markdown)
 
     info = machine()
     backend = info["backend"]
@@ -553,7 +572,9 @@ def run(args: argparse.Namespace) -> int:
 
     # Every record is written the moment it is measured: a run cut short keeps them.
     records: list[dict[str, Any]] = []
-    out = open(args.jsonl, "a") if args.jsonl else None  # noqa: SIM115
+    out = open(args.jsonl, "a", encoding="utf-8") if args.jsonl else None  # noqa: SIM115
+    if out is not None and glue:
+        out.write("\n")
 
     def emit(record: dict[str, Any]) -> None:
         line = json.dumps({**record, "machine": info})
@@ -579,7 +600,7 @@ def run(args: argparse.Namespace) -> int:
     text = tables(records, info, not_run)
     print("\n" + text)
     if args.markdown:
-        args.markdown.write_text(text)
+        _write_markdown(args.markdown, text)
     failed = [r for r in records if r.get("skipped", "").startswith(FAILED)]
     for r in failed:
         where = (
@@ -591,29 +612,117 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _tables_from(jsonl: Path, markdown: Path | None) -> int:
-    """The tables of the records saved in ``jsonl``, on the machine of the last."""
-    try:
-        lines = jsonl.read_text().splitlines()
-    except OSError as error:
-        raise CommandError(f"--tables-from: cannot read {jsonl}: {error.strerror}.") from None
+def _parse_results(text: str, name: Path) -> tuple[list[dict[str, Any]], str | None]:
+    """The records of JSON lines as ``--jsonl`` writes them, and what keeps ``text`` (the
+    file ``name``) from being such a file: ``None`` if nothing does."""
     records = []
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
-            raise CommandError(
-                f"--tables-from: line {number} of {jsonl} is not JSON; expected the JSON "
-                "lines that --jsonl writes."
-            ) from None
+            return records, f"line {number} of {name} is not JSON"
+        if not isinstance(record, dict):
+            return records, f"line {number} of {name} is not a JSON object"
+        records.append(record)
     if not records or "machine" not in records[-1]:
-        raise CommandError(f"--tables-from: {jsonl} holds no results written by --jsonl.")
+        return records, f"{name} holds no results written by --jsonl"
+    return records, None
+
+
+def _check_jsonl(path: Path) -> bool:
+    """Refuses a ``--jsonl`` file the run could not append to, or should not: a folder, a
+    file in no folder, or a file that holds anything but the results of earlier runs
+    (as ``--tables-from`` reads them). Returns whether its last line lacks a newline."""
+    if path.is_dir() or not path.parent.is_dir():
+        raise CommandError(
+            f"--jsonl {path}: a file in an existing folder expected (checked before the "
+            "suite runs)."
+        )
+    if not path.is_file():  # nothing there, or a pipe or device (/dev/null): nothing saved
+        return False
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise CommandError(
+            f"--jsonl {path}: cannot read it ({getattr(error, 'strerror', None) or error}) to "
+            "check that it holds earlier results; pass another file."
+        ) from None
+    if not text.strip():
+        return bool(text) and not text.endswith("\n")
+    _, problem = _parse_results(text, path)
+    if problem is not None:
+        raise CommandError(
+            f"--jsonl: {problem}; the run appends to the JSON lines that --jsonl writes, "
+            "never to another file. Pass another file, or move that one away."
+        )
+    return not text.endswith("\n")
+
+
+_TABLE_LINES = ("Machine: ", "", "Ratio of times, jaxrnn / peer")
+"""How the text ``tables`` writes begins: the only files ``--markdown`` replaces."""
+
+
+def _check_markdown(path: Path) -> None:
+    """Refuses a ``--markdown`` file that cannot be written, or that holds anything but
+    an earlier table of this suite (an empty file aside): ``--markdown`` replaces it."""
+    if path.is_dir() or not path.parent.is_dir():
+        raise CommandError(
+            f"--markdown {path}: a file in an existing folder expected (checked before the "
+            "suite runs)."
+        )
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise CommandError(
+            f"--markdown {path} is not a regular file (a pipe or a device); pass a file name "
+            "(the tables are printed as well)."
+        )
+    if path.stat().st_size == 0:
+        return
+    try:
+        with path.open(encoding="utf-8") as file:
+            head = [file.readline() for _ in _TABLE_LINES]
+    except (OSError, UnicodeDecodeError):
+        head = []
+    ours = len(head) == len(_TABLE_LINES) and all(
+        line.startswith(start) and (start or not line.strip())
+        for line, start in zip(head, _TABLE_LINES, strict=True)
+    )
+    if not ours:
+        first = head[0].strip()[:40] if head else ""
+        raise CommandError(
+            f"--markdown {path} exists and is not a table of this suite (it begins "
+            f"{first!r}, not 'Machine: ...'); it would be replaced. Pass another file, or "
+            "move that one away."
+        )
+
+
+def _write_markdown(path: Path, text: str) -> None:
+    """Writes the tables to ``path`` atomically: a run killed meanwhile leaves the earlier
+    table whole. Checked again first: the file may have appeared while the suite ran."""
+    _check_markdown(path)
+    write_atomically(path, lambda file: file.write(text.encode("utf-8")))
+
+
+def _tables_from(jsonl: Path, markdown: Path | None) -> int:
+    """The tables of the records saved in ``jsonl``, on the machine of the last."""
+    try:
+        text = jsonl.read_text(encoding="utf-8")
+    except OSError as error:
+        raise CommandError(f"--tables-from: cannot read {jsonl}: {error.strerror}.") from None
+    except UnicodeDecodeError:
+        raise CommandError(f"--tables-from: cannot read {jsonl}: not UTF-8 text.") from None
+    records, problem = _parse_results(text, jsonl)
+    if problem is not None:
+        raise CommandError(
+            f"--tables-from: {problem}; expected the JSON lines that --jsonl writes."
+        )
     text = tables(records, records[-1]["machine"])
     print(text)
     if markdown:
-        markdown.write_text(text)
+        _write_markdown(markdown, text)
     return 0
 
 

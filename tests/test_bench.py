@@ -3,6 +3,7 @@
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -544,3 +545,124 @@ def test_every_peer_computes_jaxrnns_layer_given_its_weights(kind, monkeypatch):
     np.testing.assert_allclose(module.weight_hh_l0.grad.numpy().T, grads.w_hh, **close)
     if grads.b is not None:
         np.testing.assert_allclose(module.bias_ih_l0.grad.numpy()[: len(grads.b)], grads.b, **close)
+
+
+# --------------------------------------------------------------------------- output files
+
+INFO = {"processor": "p", "cpu_count": 2, "backend": "cpu", "device": "cpu", "jax": "0"}
+
+
+def a_result(median_ms):
+    return {
+        "workload": "elman",
+        "pass": "forward",
+        "contender": "jaxrnn",
+        "median_ms": median_ms,
+        "times_ms": [median_ms, median_ms],
+        "burst": 2,
+    }
+
+
+@pytest.fixture
+def fake_suite(monkeypatch):
+    """The runner with a machine and a workload that take no time: each run yields one
+    result, 1 ms the first time, 2 ms the next, ...; the list of the runs so far."""
+    runner = bench._runner()
+    runs = []
+
+    def run_workload(*args):
+        runs.append(len(runs) + 1)
+        yield a_result(float(runs[-1]))
+
+    monkeypatch.setattr(runner, "machine", lambda: INFO)
+    monkeypatch.setattr(runner, "run_workload", run_workload)
+    return runs
+
+
+SUITE = ["bench", "elman", "--contenders", "jaxrnn"]
+
+
+def test_the_output_files_are_appended_to_and_replaced_only_by_their_own_kind(tmp_path, fake_suite):
+    jsonl, markdown = tmp_path / "r.jsonl", tmp_path / "r.md"
+    markdown.touch()  # an empty file holds nothing: written
+    assert cli.main([*SUITE, "--jsonl", str(jsonl), "--markdown", str(markdown)]) == 0
+    first = markdown.read_text(encoding="utf-8")
+    assert "| elman | forward | 1.00 |" in first
+    # Again: the results appended, the earlier table replaced (as gpu_session.sh writes
+    # gpu.md twice: after the run, and with --tables-from).
+    assert cli.main([*SUITE, "--jsonl", str(jsonl), "--markdown", str(markdown)]) == 0
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["median_ms"] for r in records] == [1.0, 2.0]
+    assert "| elman | forward | 2.00 |" in markdown.read_text(encoding="utf-8")
+    assert cli.main(["bench", "--tables-from", str(jsonl), "--markdown", str(markdown)]) == 0
+    assert "| elman | forward | 2.00 |" in markdown.read_text(encoding="utf-8")
+    # A results file whose last line lost its newline (edited by hand) gets one first.
+    jsonl.write_text(jsonl.read_text().rstrip("\n"))
+    assert cli.main([*SUITE, "--jsonl", str(jsonl)]) == 0
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["median_ms"] for r in records] == [1.0, 2.0, 3.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.md"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--markdown", "{notes}"],
+            "--markdown {notes} exists and is not a table of this suite (it begins '# Notes'",
+        ),
+        (["--jsonl", "{notes}"], "--jsonl: line 1 of {notes} is not JSON"),
+        (["--jsonl", "{metrics}"], "--jsonl: {metrics} holds no results written by --jsonl"),
+        (
+            ["--jsonl", "{tmp}/new.md", "--markdown", "{tmp}/new.md"],
+            "--jsonl and --markdown are both {tmp}/new.md",
+        ),
+        (
+            ["--tables-from", "{results}", "--markdown", "{notes}"],
+            "--markdown {notes} exists and is not a table of this suite",
+        ),
+        # The tables over the results they were made from.
+        (
+            ["--tables-from", "{results}", "--markdown", "{results}"],
+            "--markdown {results} exists and is not a table of this suite (it begins '{{",
+        ),
+        (["--markdown", "/dev/null"], "--markdown /dev/null is not a regular file"),
+    ],
+)
+def test_a_users_other_file_is_refused_before_the_suite_runs(
+    flags, message, tmp_path, fake_suite, capsys
+):
+    files = {
+        "notes": "# Notes\n\nkeep these\n",
+        "metrics": '{"step": 100, "val_bpc": 2.5}\n',
+        "results": json.dumps({**a_result(1.0), "machine": INFO}) + "\n",
+    }
+    paths = {name: tmp_path / f"{name}{'.md' if name == 'notes' else '.jsonl'}" for name in files}
+    for name, text in files.items():
+        paths[name].write_text(text)
+    names = {**paths, "tmp": tmp_path}
+    argv = [flag.format(**names) for flag in flags]
+    assert cli.main(["bench", *argv] if "--tables-from" in argv else [*SUITE, *argv]) == 2
+    err = capsys.readouterr().err
+    assert message.format(**names) in err
+    assert err.count("\n") == 1
+    assert fake_suite == []  # refused before the suite ran
+    assert {name: paths[name].read_text() for name in files} == files
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+
+
+def test_a_failed_write_of_the_tables_leaves_the_earlier_table_whole(
+    tmp_path, fake_suite, monkeypatch
+):
+    jsonl, markdown = tmp_path / "r.jsonl", tmp_path / "r.md"
+    assert cli.main([*SUITE, "--jsonl", str(jsonl), "--markdown", str(markdown)]) == 0
+    earlier = markdown.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        cli.main(["bench", "--tables-from", str(jsonl), "--markdown", str(markdown)])
+    assert markdown.read_bytes() == earlier
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.md"]
