@@ -11,7 +11,9 @@ library pays for copying them. The medians go to stdout as a markdown table
 with the ratio jaxrnn / optax, beside the ratio of the bytes XLA says each
 compiled update moves (noise-free: these updates are memory-bound), and one
 JSON object per (optimizer, library) to
-`--out`. Compile time is reported apart and never mixed into the timings.
+`--out` (a new file, or one this script wrote: it is replaced whole, atomically,
+and any other file is refused before anything runs). Compile time is reported
+apart and never mixed into the timings.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -29,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxrnn import optim
+from jaxrnn.checkpoint import write_atomically
 
 # The same explicit hyper-parameters for both libraries (their defaults differ).
 OPTIMIZERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -80,14 +84,51 @@ def make_step(tx: Any, apply_updates: Callable) -> Callable:
     return jax.jit(step, donate_argnums=(0, 1))
 
 
+def _out_problem(out: Path) -> str | None:
+    """Why ``--out`` may not be written (``None``: it may): a folder, a file in no
+    folder, or a file that holds anything but this script's results, which it replaces."""
+    if out.is_dir() or not out.parent.is_dir():
+        return f"--out {out}: a file in an existing folder expected"
+    if not out.exists():
+        return None
+    if not out.is_file():
+        return f"--out {out} is not a regular file (a pipe or a device); pass a file name"
+    try:
+        with out.open(encoding="utf-8") as file:
+            first = file.readline()
+    except (OSError, UnicodeDecodeError):
+        first = "(unreadable)"
+    if not first.strip():
+        return None
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        record = None
+    if isinstance(record, dict) and record.get("benchmark") == "optim_update":
+        return None
+    return (
+        f"--out {out} exists and is not this script's results (it begins "
+        f"{first.strip()[:40]!r}, not a JSON line of benchmark optim_update); it would be "
+        "replaced. Pass another file, or move that one away"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None, help="write JSON lines here")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write JSON lines here (a new file, or one this script wrote: replaced)",
+    )
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--params", type=float, default=10e6)
     parser.add_argument("--only", nargs="*", default=None, help="optimizer names to run")
     args = parser.parse_args(argv)
+    problem = None if args.out is None else _out_problem(args.out)
+    if problem is not None:  # before anything runs, and again before writing
+        parser.error(problem)
 
     key_params, key_grads = jax.random.split(jax.random.key(0))
     params0 = make_params(args.params, key_params)
@@ -165,9 +206,11 @@ def main(argv: list[str] | None = None) -> None:
     for label, ours, theirs, ratio, bytes_ratio in rows:
         print(f"| {label} | {ours:.2f} | {theirs:.2f} | {ratio:.3f} | {bytes_ratio:.3f} |")
     if args.out:
-        with open(args.out, "w") as f:
-            for record in records:
-                f.write(json.dumps(record) + "\n")
+        problem = _out_problem(args.out)
+        if problem is not None:  # a file put there while the benchmark ran
+            parser.error(problem)
+        text = "".join(json.dumps(record) + "\n" for record in records)
+        write_atomically(args.out, lambda file: file.write(text.encode("utf-8")))
         print(f"\nwrote {len(records)} JSON lines to {args.out}")
 
 

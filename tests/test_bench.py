@@ -666,3 +666,60 @@ def test_a_failed_write_of_the_tables_leaves_the_earlier_table_whole(
         cli.main(["bench", "--tables-from", str(jsonl), "--markdown", str(markdown)])
     assert markdown.read_bytes() == earlier
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.md"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("notes.md", "# Notes\n", "--out {out} exists and is not this script's results"),
+        ("m.jsonl", '{"step": 1}\n', "--out {out} exists and is not this script's results"),
+        ("", None, "--out {out}: a file in an existing folder expected"),
+        ("no/such/r.jsonl", None, "--out {out}: a file in an existing folder expected"),
+    ],
+)
+def test_bench_optim_refuses_an_out_it_would_destroy_before_it_runs(
+    name, text, message, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import bench_optim
+
+    def ran(*args):
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(bench_optim, "make_params", ran)
+    out = tmp_path / name
+    if text is not None:
+        out.write_text(text)
+    with pytest.raises(SystemExit) as exit_:
+        bench_optim.main(["--out", str(out)])
+    assert exit_.value.code == 2
+    assert message.format(out=out) in capsys.readouterr().err
+    if text is not None:
+        assert out.read_text() == text
+
+
+def test_bench_optim_replaces_its_own_results_whole(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import bench_optim
+
+    out = tmp_path / "optim.jsonl"
+    argv = ["--out", str(out), "--only", "sgd", "--params", "1e5", "--warmup", "0"]
+    bench_optim.main([*argv, "--repeats", "1"])
+    earlier = out.read_text()
+    records = [json.loads(line) for line in earlier.splitlines()]
+    assert [(r["optimizer"], r["library"]) for r in records] == [
+        ("sgd", "jaxrnn"),
+        ("sgd", "optax"),
+    ]
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            bench_optim.main([*argv, "--repeats", "2"])
+    assert out.read_text() == earlier  # a failed write leaves the earlier results whole
+    assert [p.name for p in tmp_path.iterdir()] == ["optim.jsonl"]
+    bench_optim.main([*argv, "--repeats", "2"])
+    assert [json.loads(line)["repeats"] for line in out.read_text().splitlines()] == [2, 2]
