@@ -126,6 +126,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", type=float, default=10e6)
     parser.add_argument("--only", nargs="*", default=None, help="optimizer names to run")
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error(
+            f"--repeats must be >= 1 and --warmup >= 0, got {args.repeats} and {args.warmup}"
+        )
+    unknown = [name for name in args.only or () if name not in OPTIMIZERS]
+    if unknown:  # it ran nothing, and --out was written empty
+        parser.error(
+            f"--only: unknown optimizer(s) {', '.join(unknown)}; choose from "
+            f"{', '.join(OPTIMIZERS)}"
+        )
     problem = None if args.out is None else _out_problem(args.out)
     if problem is not None:  # before anything runs, and again before writing
         parser.error(problem)

@@ -292,6 +292,18 @@ def test_round_ratios_pair_the_rounds_in_which_both_ran(monkeypatch):
             "--unroll takes steps per iteration >= 1, got 0",
         ),
         ("unroll_sweep", ["char-lstm-train"], "choose a one-layer workload"),
+        # bench_optim ran nothing for an unknown --only, and wrote --out empty; --repeats 0
+        # failed with 'no median for empty data' once the first optimizer was compiled.
+        (
+            "bench_optim",
+            ["--only", "sgd", "adamm", "--params", "1e4"],
+            "--only: unknown optimizer(s) adamm; choose from sgd, ",
+        ),
+        (
+            "bench_optim",
+            ["--only", "sgd", "--params", "1e4", "--repeats", "0"],
+            "--repeats must be >= 1 and --warmup >= 0, got 0 and 3",
+        ),
     ],
 )
 def test_the_scripts_reject_bad_arguments_in_one_line(script, argv, message, capsys, monkeypatch):
