@@ -86,10 +86,13 @@ def save(fig: Figure, path: str | Path, data: Mapping[str, Any]) -> tuple[Path, 
 
     Returns:
       ``(png_path, json_path)``.
+
+    Both files are written atomically (``checkpoint.write_atomically``): a write
+    that fails or is killed leaves an earlier figure of the same name whole.
     """
     png = Path(path).with_suffix(".png")
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=120)
+    write_atomically(png, lambda file: fig.savefig(file, format="png", dpi=120))
     return png, write_json(png.with_suffix(".json"), data)
 
 

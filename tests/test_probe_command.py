@@ -298,6 +298,35 @@ def test_a_failed_json_write_keeps_the_earlier_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
 
+FAILING_FIGURE = r"""
+import resource, signal, sys
+from jaxrnn import plots
+
+path = sys.argv[1]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.RLIM_INFINITY))
+try:
+    plots.line_plot([{"label": "b", "y": [3.0, 2.0, 1.0]}], path, title="b", xlabel="", ylabel="")
+except OSError:
+    print("failed")
+"""
+
+
+def test_a_failed_figure_write_keeps_the_earlier_figure(tmp_path):
+    """`probe --out` replaces earlier figures: a PNG that fails half way (savefig wrote it
+    in place) leaves the earlier one whole, and no temporary file."""
+    png, js = plots.line_plot(
+        [{"label": "a", "y": [1.0, 2.0]}], tmp_path / "fig.png", title="a", xlabel="", ylabel=""
+    )
+    before = png.read_bytes(), js.read_text()
+    child = subprocess.run(
+        [sys.executable, "-c", FAILING_FIGURE, str(png)], capture_output=True, text=True
+    )
+    assert child.stdout == "failed\n", child.stderr
+    assert (png.read_bytes(), js.read_text()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fig.json", "fig.png"]
+
+
 def test_probe_out_replaces_earlier_figures_only(task_run, tmp_path, monkeypatch, capsys):
     """`probe --out` wrote its PNG + JSON pairs over whatever had their names (a user's
     cliff.json was lost); it now refuses, before any work, all but earlier figures."""
