@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from jaxrnn import optim
+from jaxrnn.checkpoint import write_atomically
 
 START = (-1.2, 1.0)
 
@@ -68,6 +69,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", nargs="?", default="docs/img/optimizer_paths.png")
     parser.add_argument("--steps", type=int, default=1500)
     args = parser.parse_args(argv)
+    # Checked before the work: OUT is a PNG, and replaces at most an earlier one.
+    out = pathlib.Path(args.out)
+    if out.suffix.lower() != ".png":
+        parser.error(f"OUT {out}: a .png file expected (the figure is a 64-colour PNG)")
+    if out.exists() and (not out.is_file() or out.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n"):
+        parser.error(
+            f"OUT {out} exists and is not a PNG image; it would be replaced. Pass another "
+            "name, or move that file away."
+        )
 
     x, y = np.meshgrid(np.linspace(-1.6, 1.6, 300), np.linspace(-0.6, 1.8, 300))
     log_f = np.log10((1 - x) ** 2 + 100 * (y - x**2) ** 2 + 1e-3)
@@ -94,12 +104,13 @@ def main(argv: list[str] | None = None) -> None:
         f" (a dot every {every} steps)"
     )
     fig.tight_layout()
-    out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    # A 64-colour palette keeps the PNG committed under docs/ a third the size.
-    Image.open(buffer).convert("RGB").quantize(64).save(out, optimize=True)
+    # A 64-colour palette keeps the PNG committed under docs/ a third the size; written
+    # atomically, so that a write cut short leaves the earlier figure whole.
+    image = Image.open(buffer).convert("RGB").quantize(64)
+    write_atomically(out, lambda file: image.save(file, format="PNG", optimize=True))
     print(f"wrote {out}")
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 import jaxrnn
 from jaxrnn import optim
+from jaxrnn.checkpoint import write_atomically
 
 matplotlib.use("Agg")  # files, never windows
 import matplotlib.pyplot as plt
@@ -41,10 +42,30 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=1500)
 parser.add_argument("--horizon", type=int, default=10, help="how many time units ahead")
 parser.add_argument("--noise", type=float, default=0.02, help="observation noise's std")
-parser.add_argument("--plot", default="time_series.png", help="where the figure goes")
+parser.add_argument(
+    "--plot",
+    default="time_series.png",
+    help="where the figure goes: .png, .pdf, .svg, .eps or .ps (an earlier figure is replaced)",
+)
 parser.add_argument("--quick", action="store_true", help="a few steps, for the test suite")
 args = parser.parse_args()
 steps = 5 if args.quick else args.steps
+
+# The figure's file, checked before training: a name matplotlib cannot write, or a
+# file that is no earlier figure (matplotlib names itself in each of these formats),
+# fails now and is left as it was.
+plot = Path(args.plot)
+if not plot.suffix:  # matplotlib would add .png: say where it really goes
+    plot = plot.with_suffix(".png")
+if plot.suffix.lower() not in (".png", ".pdf", ".svg", ".eps", ".ps") or not plot.parent.is_dir():
+    parser.error(
+        f"--plot {plot}: a .png, .pdf, .svg, .eps or .ps file in an existing folder expected"
+    )
+if plot.exists() and (not plot.is_file() or b"Matplotlib" not in plot.read_bytes()):
+    parser.error(
+        f"--plot {plot} exists and is not a figure matplotlib wrote; it would be replaced. "
+        "Pass another name, or move that file away."
+    )
 
 
 # ---- data: integrate the delay equation, subsample, add noise -------------------------
@@ -146,8 +167,6 @@ ax.set_title(
 )
 ax.legend(loc="upper right", fontsize=8)
 fig.tight_layout()
-plot = Path(args.plot)
-if not plot.suffix:  # matplotlib would add .png: say where it really goes
-    plot = plot.with_suffix(".png")
-fig.savefig(plot, dpi=120)
+# Atomically: a write cut short leaves the earlier figure whole.
+write_atomically(plot, lambda file: fig.savefig(file, format=plot.suffix[1:].lower(), dpi=120))
 print(f"figure written to {plot}")

@@ -67,3 +67,37 @@ def test_example_runs(finished, name):
     assert QUICK[name][1] in output, output[-3000:]
     if name in WRITES:
         assert (cwd / WRITES[name]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# A user's file given as the figure's name by mistake: refused before any work (they
+# were overwritten, and a name matplotlib or PIL cannot write failed after training).
+REFUSED = [
+    ("time_series.py", ["--quick", "--plot", "notes.md"], "--plot notes.md: a .png, .pdf"),
+    ("time_series.py", ["--quick", "--plot", "mine.png"], "--plot mine.png exists and is not"),
+    ("optimizer_paths.py", ["notes.md", "--steps", "3"], "OUT notes.md: a .png file expected"),
+    ("optimizer_paths.py", ["mine.png", "--steps", "3"], "OUT mine.png exists and is not a PNG"),
+]
+
+
+def test_the_figures_replace_no_users_file(tmp_path):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
+    running = []
+    for number, (name, args, message) in enumerate(REFUSED):
+        cwd = tmp_path / str(number)
+        cwd.mkdir()
+        for mine in ("notes.md", "mine.png"):
+            (cwd / mine).write_text("keep me\n")
+        process = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / name), *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        running.append((process, cwd, message))
+    for process, cwd, message in running:
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 2 and message in output, output[-3000:]
+        assert sorted(p.name for p in cwd.iterdir()) == ["mine.png", "notes.md"]
+        assert {p.read_text() for p in cwd.iterdir()} == {"keep me\n"}
