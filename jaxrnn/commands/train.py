@@ -493,7 +493,7 @@ def run(args: argparse.Namespace) -> int:
     if best.exists():
         model, params, vocab, _ = training.load_model(best)
         key = jax.random.key(config.seed)
-        length = config.sample_length  # the periodic samples' length: compiled already
+        length = config.sample_length  # as long as the periodic samples
         text = training.sample(model, params, vocab, prime, length, key, args.temperature)
         print(f"sample from {best} (temperature {args.temperature}):\n{prime.strip()}{text}")
     print(f"checkpoints in {out}/; sample more with: jaxrnn sample --checkpoint {out}")
