@@ -286,6 +286,20 @@ def test_a_saved_run_and_a_users_files_survive_refused_arguments(capsys, tmp_pat
         metrics,
     )
     assert metrics.read_text() == '{"step": 1, "mine": true}\n'
+    # The run's own checkpoints: it failed with a traceback at the first checkpoint.
+    for name in ("checkpoint.npz", "best.npz"):
+        fails_with(
+            capsys,
+            f"--metrics {tmp_path / 'new' / name} is where the run saves its checkpoints",
+            *train,
+            "--hidden",
+            "8",
+            "--out",
+            tmp_path / "new",
+            "--metrics",
+            tmp_path / "new" / name,
+        )
+        assert not (tmp_path / "new" / name).exists()
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     fails_with(capsys, "is a file", *train, "--hidden", "8", "--out", a_file)

@@ -303,6 +303,11 @@ def _check_outputs(out: Path, metrics: str | None, resume: bool, overwrite: bool
     path = Path(metrics)
     if path.is_dir():
         raise CommandError(f"--metrics {path} is a directory; pass a file name.")
+    if path.resolve() in ((out / "checkpoint.npz").resolve(), (out / "best.npz").resolve()):
+        raise CommandError(
+            f"--metrics {path} is where the run saves its checkpoints; pass another file, "
+            f"e.g. {out / 'metrics.jsonl'}."
+        )
     if path.exists() and path.stat().st_size > 0:
         if not _is_metrics_file(path):
             raise CommandError(
