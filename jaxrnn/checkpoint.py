@@ -133,7 +133,8 @@ def write_atomically(path: str | os.PathLike[str], write: Callable[[BinaryIO], o
     A process killed while writing leaves its temporary file (``.NAME.XXXXXXXX.tmp``):
     the next write to the same name removes it (only names ``mkstemp`` makes: a
     user's file that merely looks alike stays). ``save`` writes checkpoints with
-    it, ``jaxrnn.plots`` its JSON.
+    it, ``jaxrnn.plots`` its figures and their JSON, and the benchmark scripts
+    their tables and results.
 
     Args:
       path: the file to write; its folder must exist.
