@@ -315,8 +315,9 @@ class TrainConfig:
       learning_rate: Adam's peak step size.
       schedule: ``"cosine"`` (linear warm-up, then cosine decay to
         ``final_lr_fraction`` of the peak at ``steps``), ``"exponential"``
-        (warm-up, then halving every ``steps / 4``) or ``"constant"``.
-      warmup_steps: the warm-up's length.
+        (warm-up, then halving every ``steps / 4``) or ``"constant"``
+        (``learning_rate`` from the first step, no warm-up).
+      warmup_steps: the warm-up's length (``"cosine"`` and ``"exponential"``).
       final_lr_fraction: where ``"cosine"`` ends, relative to the peak.
       clip_norm: the largest global gradient norm; larger gradients are scaled down.
       b1: Adam's β₁.

@@ -98,10 +98,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     fit.add_argument(
         "--schedule",
         choices=training.SCHEDULES,
-        help="learning-rate schedule after the warm-up (default: cosine)",
+        help="learning-rate schedule: cosine or exponential after the warm-up, constant "
+        "without one (default: cosine)",
     )
     fit.add_argument(
-        "--warmup", type=int, metavar="N", help=f"warm-up steps (default: {defaults.warmup_steps})"
+        "--warmup",
+        type=int,
+        metavar="N",
+        help="warm-up steps of the cosine and exponential schedules (default: "
+        f"{defaults.warmup_steps})",
     )
     fit.add_argument(
         "--clip",
