@@ -42,8 +42,9 @@ float64); the fused path is faster because of where the work goes:
   columns (each thread owns a band of hidden units and its slice of the
   weights; the bands synchronise at every step), small ones by rows of the
   batch. Forward-mode derivatives of these calls (second-order reverse mode)
-  go through the scans. Elsewhere, and with ``jaxrnn.blas.use(False)``, XLA's
-  dot and the scans.
+  go through the scans, and so do those of the scans that call the matmuls
+  (JAX drops a rule inside a scan it linearizes). Elsewhere, and with
+  ``jaxrnn.blas.use(False)``, XLA's dot and the scans.
 
 - **bfloat16 matmuls** (``compute_dtype=jnp.bfloat16``). Every matmul of both
   passes casts its inputs (the weights once, before the loops) and
@@ -52,9 +53,9 @@ float64); the fused path is faster because of where the work goes:
 The fused function is reverse-mode only: ``jax.jvp``, ``jax.jacfwd`` and
 ``jax.linearize`` of it need ``unroll(..., fused=False)``. Its gradient can be
 differentiated again in either mode (a gradient penalty; ``jax.jvp`` of the
-gradient, a Hessian-vector product; ``jax.hessian``, forward over reverse):
-the forward and backward passes are plain JAX, the loop kernels and matmuls
-of ``jaxrnn.blas`` included.
+gradient, a Hessian-vector product; ``jax.hessian``, forward over reverse),
+and again (third-order reverse mode): the forward and backward passes are
+plain JAX, the loop kernels and matmuls of ``jaxrnn.blas`` included.
 """
 
 from __future__ import annotations
@@ -526,16 +527,8 @@ def _scan_in_place(config: _Config, body, carry, buffers, xs, *, backward: bool)
 # --------------------------------------------------------------------------- forward
 
 
-def _forward(
-    config: _Config,
-    params: Any,
-    xs: Array,
-    carry: Any,
-    valid: Array | None,
-    keep: str,
-    projected: Any = None,
-):
-    """The forward scan: ``(final_carry, ys, saved)``.
+def _forward(config: _Config, params: Any, xs: Array, carry: Any, valid: Array | None, keep: str):
+    """The forward loop: ``(final_carry, ys, saved)``.
 
     ``keep`` says what ``saved`` holds for the backward pass: ``"nothing"`` (a
     plain forward pass); ``"states"`` (rematerialisation: the LSTM's cell states,
@@ -546,7 +539,7 @@ def _forward(
     ``_lstm_grad_factors``' ``(k, k_c, f)`` instead, ``k`` written over the
     projected inputs, and for the GRU with the reset after the matmul
     ``_gru_grad_factors``' ``(q_r, q_z, q_hn, k_n, z)``, the first three written
-    over the projected inputs. ``projected`` is ``_project``'s, if already computed.
+    over the projected inputs.
 
     On a CPU with ``jaxrnn.blas``, an LSTM's forward pass (keeping nothing or its
     factors) is one custom call (``blas._lstm_forward``), its input projection
@@ -554,19 +547,24 @@ def _forward(
     reset after the matmul (``blas._gru_forward``), and an Elman cell's whose
     activation the kernel has (``blas._elman_forward``).
     """
-    dtype = xs.dtype
-    is_lstm = config.kind == "lstm"
-    if keep == "states" and not is_lstm:
+    if keep == "states" and config.kind != "lstm":
         keep = "nothing"  # only the LSTM has states beyond ys
-    if keep in ("nothing", "activations") and config.blas and projected is None:
-        if is_lstm:
+    if keep in ("nothing", "activations") and config.blas:
+        if config.kind == "lstm":
             return _lstm_loop(config, keep, params, xs, carry, valid)
         if config.kind == "gru-after":
             return _gru_loop(config, keep, params, xs, carry, valid)
         if config.kind == "elman" and config.activation in _ELMAN_KERNEL_ACTIVATIONS:
             return _elman_loop(config, params, xs, carry, valid)
-    if projected is None:  # (T, B, G·H): large matmuls before the loop
-        projected = _project(config, params, xs)
+    scan = functools.partial(_forward_scan, keep=keep)
+    return _blas_scan(config, scan, params, xs, carry, valid)
+
+
+def _forward_scan(config: _Config, params: Any, xs: Array, carry: Any, valid: Any, keep: str):
+    """``_forward`` as the input projection and a scan."""
+    dtype = xs.dtype
+    is_lstm = config.kind == "lstm"
+    projected = _project(config, params, xs)  # (T, B, G·H): large matmuls before the loop
     loop_params = params._replace(w_hh=_weights(config, params.w_hh))
     buffers = (projected,) if is_lstm else projected
 
@@ -629,12 +627,35 @@ def _kernel_or_scan(config: _Config, kernel: Callable, scan: Callable, *args):
     forward pass and the backward loop, and gets ``jax.jvp`` of the scan.
     """
     if not config.blas or not blas._fits_lp64(*jax.tree.leaves(args)):
-        return scan(config, *args)
+        return _blas_scan(config, scan, *args)
     scan = functools.partial(scan, config._replace(blas=False))
+    kernel_on_cpu = functools.partial(lax.platform_dependent, cpu=kernel, default=scan)
+    return _differentiated_as(scan, kernel_on_cpu, *args)
+
+
+def _blas_scan(config: _Config, scan: Callable, *args):
+    """``scan(config, *args)``, a loop whose steps call ``jaxrnn.blas``'s matmuls
+    (``config.blas``), its derivatives the same scan's with XLA's dot.
+
+    The matmuls' own rule does not survive inside a scan: linearizing one, JAX
+    partially evaluates its primal body to hoist what does not change from step to
+    step, which inlines every ``custom_jvp`` there as its plain function, and the
+    next order of differentiation met the bare custom call (third-order reverse
+    mode failed: "the FFI call to jaxrnn_blas_gemm cannot be differentiated").
+    Around the whole loop, as around the loop kernels, the rule stays.
+    """
+    if not config.blas:
+        return scan(config, *args)
+    plain = functools.partial(scan, config._replace(blas=False))
+    return _differentiated_as(plain, functools.partial(scan, config), *args)
+
+
+def _differentiated_as(scan: Callable, fn: Callable, *args):
+    """``fn(*args)``, equal to ``scan(*args)``, its derivatives of every order ``scan``'s."""
 
     @jax.custom_jvp
     def call(*args):
-        return lax.platform_dependent(*args, cpu=kernel, default=scan)
+        return fn(*args)
 
     @call.defjvp
     def call_jvp(primals, tangents):
@@ -721,7 +742,7 @@ def _elman_backward_loop(config: _Config, w_hh, ys, d_ys, valid, d_final):
     """``_elman_slope_scan``; on a CPU with ``jaxrnn.blas``, one oneMKL custom call
     (``blas._elman_backward``) for the whole loop."""
     if config.activation not in _ELMAN_KERNEL_ACTIVATIONS:
-        return _elman_slope_scan(config, w_hh, ys, d_ys, valid, d_final)
+        return _blas_scan(config, _elman_slope_scan, w_hh, ys, d_ys, valid, d_final)
 
     def kernel(w_hh, ys, d_ys, valid, d_final):
         d_pre, dh = blas._elman_backward(
@@ -833,6 +854,34 @@ def _lstm_backward_loop(config: _Config, w_hh, k, k_c, f, d_ys, valid, d_final):
     return _kernel_or_scan(config, kernel, _lstm_backward_scan, *args)
 
 
+def _gru_before_backward_scan(config: _Config, w_hh, k_r, k_z, k_n, r, z, d_ys, valid, d_final):
+    """The GRU's backward loop (the reset before the matmul) as a reverse scan:
+    ``(d_carry, (d_r, d_z, d_n))``, the gradients w.r.t. the gates' projected inputs
+    of every step, from the factors ``k_r = h_prev·σ'(r)``, ``k_z = (h_prev -
+    n)·σ'(z)``, ``k_n = (1 - z)·tanh'(n)`` and the gates ``r`` and ``z``."""
+    H, dtype = w_hh.shape[0], d_ys.dtype
+    w_hh_t = _weights(config, w_hh.T)
+    w_n_t, w_rz_t = w_hh_t[2 * H :], w_hh_t[: 2 * H]
+
+    def masked(valid_t, value):
+        return (
+            value if valid_t is None else jnp.where(valid_t[:, None], value, jnp.zeros((), dtype))
+        )
+
+    def body(dh_next, inputs):
+        d_y, valid_t, k_r_t, k_z_t, k_n_t, r_t, z_t = inputs
+        dh = d_y + dh_next
+        d_n, d_z = masked(valid_t, dh * k_n_t), masked(valid_t, dh * k_z_t)
+        d_rh = _mm(config, d_n, w_n_t)  # dL/d(r ⊙ h)
+        d_r = masked(valid_t, d_rh * k_r_t)
+        d_rz = jnp.concatenate([d_r, d_z], axis=-1)
+        dh_prev = dh * z_t + d_rh * r_t + _mm(config, d_rz, w_rz_t)
+        return _mask(valid_t, dh_prev, dh), (d_r, d_z, d_n)
+
+    per_step = (d_ys, valid, k_r, k_z, k_n, r, z)
+    return _scan(config, body, d_final, per_step, backward=True)
+
+
 # --------------------------------------------------------------------------- custom_vjp
 
 
@@ -852,12 +901,11 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
     params, xs, carry, valid, ys, saved = residuals
     d_final, d_ys = cotangents
     dtype = xs.dtype
-    kind, H = config.kind, params.w_hh.shape[0]
+    kind = config.kind
     h0 = carry[0] if kind == "lstm" else carry
     h_prev = _previous(config, ys, h0, valid)  # (T, B, H): the state each step read
     if valid is not None:
         d_ys = jnp.where(valid[..., None], d_ys, jnp.zeros((), dtype))
-    w_hh_t = _weights(config, params.w_hh.T)
 
     acts = cell_states = None
     if not config.remat:
@@ -868,17 +916,13 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
             # Recompute the activations of all steps: two large matmuls.
             acts = _activations(config, params, _project(config, params, xs), h_prev)
 
-    def masked(valid_t, value):
-        return (
-            value if valid_t is None else jnp.where(valid_t[:, None], value, jnp.zeros((), dtype))
-        )
-
     if kind == "elman":
         if config.activation in _SLOPES:
             d_carry, d_gates = _elman_backward_loop(config, params.w_hh, ys, d_ys, valid, d_final)
         else:
             (pre,) = acts  # the pre-activations
-            d_carry, d_gates = _elman_backward_scan(config, w_hh_t, pre, d_ys, valid, d_final)
+            args = (_weights(config, params.w_hh.T), pre, d_ys, valid, d_final)
+            d_carry, d_gates = _blas_scan(config, _elman_backward_scan, *args)
 
     elif kind == "lstm":
         if config.remat:
@@ -899,24 +943,12 @@ def _sequence_bwd(config: _Config, residuals, cotangents):
         d_states = ((h_prev, d_r), (h_prev, d_z), (h_prev, d_hn))  # for dW_hh
 
     else:  # gru-before
-        w_n_t, w_rz_t = w_hh_t[2 * H :], w_hh_t[: 2 * H]
         r, z, n = acts
         k_n = (1 - z) * _tanh_grad(n)
         k_z = (h_prev - n) * _sigmoid_grad(z)
         k_r = h_prev * _sigmoid_grad(r)
-
-        def body(dh_next, inputs):
-            d_y, valid_t, k_r_t, k_z_t, k_n_t, r_t, z_t = inputs
-            dh = d_y + dh_next
-            d_n, d_z = masked(valid_t, dh * k_n_t), masked(valid_t, dh * k_z_t)
-            d_rh = _mm(config, d_n, w_n_t)  # dL/d(r ⊙ h)
-            d_r = masked(valid_t, d_rh * k_r_t)
-            d_rz = jnp.concatenate([d_r, d_z], axis=-1)
-            dh_prev = dh * z_t + d_rh * r_t + _mm(config, d_rz, w_rz_t)
-            return _mask(valid_t, dh_prev, dh), (d_r, d_z, d_n)
-
-        per_step = (d_ys, valid, k_r, k_z, k_n, r, z)
-        d_carry, (d_r, d_z, d_n) = _scan(config, body, d_final, per_step, backward=True)
+        args = (params.w_hh, k_r, k_z, k_n, r, z, d_ys, valid, d_final)
+        d_carry, (d_r, d_z, d_n) = _blas_scan(config, _gru_before_backward_scan, *args)
         d_inputs = (d_r, d_z, d_n)
         d_states = ((h_prev, d_r), (h_prev, d_z), (r * h_prev, d_n))
 

@@ -285,6 +285,53 @@ def test_hessian_of_a_jitted_loss_equals_plain_autodiff(name):
     assert_trees_close(got, want)
 
 
+# (case, with lengths, reverse, remat) at higher orders, whose programs take seconds to
+# compile: each loop of the fused path once (the kernels, and the scans whose steps
+# call jaxrnn.blas's matmuls: the GRU with the reset before the matmul, an Elman
+# activation the kernels lack, the LSTM's remat forward), each option somewhere.
+HIGHER_ORDER_CASES = [
+    ("elman-tanh", False, False, False),
+    ("elman-relu", True, True, False),
+    ("elman-linear-nobias", True, False, True),
+    ("lstm", True, True, True),
+    ("gru", False, True, False),
+    ("gru-reset-before", True, False, True),
+]
+
+
+@pytest.mark.parametrize(("name", "with_lengths", "reverse", "remat"), HIGHER_ORDER_CASES)
+def test_second_and_third_order_reverse_mode_equal_plain_autodiff(
+    name, with_lengths, reverse, remat
+):
+    """Reverse over reverse over reverse differentiates the derivative rules of the
+    fused passes twice: on a CPU with ``jaxrnn.blas``, the rule of a matmul inside a
+    scan was lost when JAX linearized the scan, and third order failed with "the FFI
+    call to jaxrnn_blas_gemm cannot be differentiated" (the GRU with the reset before
+    the matmul, an Elman activation the kernels lack, the LSTM with ``remat``)."""
+    (case,) = [c for c in CASES if c.name == name]
+    cell, params, xs, carry = arrays(case, 3, 2, jnp.float64, (2,), time=3)
+    lengths = jnp.asarray([3, 1]) if with_lengths else None  # a full and a short sequence
+
+    def second_and_third(params, use_fused):
+        def loss(params):
+            options = dict(seq_lengths=lengths, reverse=reverse, remat=remat, fused=use_fused)
+            return weighted_loss(*jaxrnn.unroll(cell, params, xs, carry, **options))
+
+        def penalty(params):  # a function of the gradient
+            return sum(jnp.sum(jnp.sin(g)) for g in jax.tree.leaves(jax.grad(loss)(params)))
+
+        # The gradient of a function of a gradient (second order), and that of
+        # Σ sin of it (third): its vjp with cos of it.
+        second, pullback = jax.vjp(jax.grad(penalty), params)
+        (third,) = pullback(jax.tree.map(jnp.cos, second))
+        return second, third
+
+    got, want = compiled(
+        lambda p: [second_and_third(p, use_fused) for use_fused in (True, False)], params
+    )
+    assert_trees_close(got, want)
+
+
 def test_forward_mode_needs_fused_false():
     cell, params, xs, _ = arrays(CASES[5], H, I, jnp.float64, (B,))
     tangent = jnp.ones_like(xs)
