@@ -47,6 +47,7 @@ DEFAULT_CONTENDERS = (
     "flax",
     "equinox",
     "jaxrnn-xla",
+    "jaxrnn-mkl",
     "jaxrnn-autodiff",
     "jax-cudnn",
     "pytorch-aten",
@@ -60,6 +61,7 @@ PEERS_IN_TABLE = (
     "equinox",
     "jax-cudnn",
     "jaxrnn-xla",
+    "jaxrnn-mkl",
     "jaxrnn-autodiff",
     "pytorch-aten",
 )
