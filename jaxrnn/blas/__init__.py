@@ -134,9 +134,12 @@ def _compile(include_dir: str, mkl: list[Path]) -> Path:
     """The custom call's shared library, compiled once per source, jaxlib, oneMKL and compiler."""
     compiler = os.environ.get("CXX", "c++")
     # -O3: GCC's -O2 leaves the gate loops scalar (it will not version them for
-    # aliasing); they took as long as each step's matmul. The flags, part of the
-    # cache key, name the vector extensions of the CPU that compiles.
-    flags = ["-O3", "-std=c++17", "-shared", "-fPIC", *_vector_flags(), "-I", include_dir]
+    # aliasing); they took as long as each step's matmul. -fno-trapping-math: the
+    # selects of the kernels' own tanh stay branch-free, so vectorised (nothing
+    # reads floating-point exceptions; no rounding changes). The flags, part of
+    # the cache key, name the vector extensions of the CPU that compiles.
+    flags = ["-O3", "-std=c++17", "-fno-trapping-math", "-shared", "-fPIC", *_vector_flags()]
+    flags += ["-I", include_dir]
     # --no-as-needed: the libraries are needed at load time even where, as for
     # mkl_core, nothing in gemm.cc names them directly.
     link = ["-Wl,--no-as-needed", f"-L{mkl[0].parent}", f"-Wl,-rpath,{mkl[0].parent}"]

@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -419,10 +420,48 @@ std::vector<int64_t> HiddenSlots() {
   return std::vector<int64_t>(std::begin(Cell::kHiddenSlots), std::end(Cell::kHiddenSlots));
 }
 
+// float32 tanh to about 1.5 ulp, without branches so that the compiler vectorises
+// the loop: Cephes' tanhf, x + x³P(x²) below |x| = 0.625 and 1 - 2/(e^{2|x|} + 1)
+// above, e^y as 2^n e^r (Cody-Waite's two-part ln 2, Cephes' expf polynomial).
+// oneMKL's vsTanh takes a generic path on CPUs not Intel's: 210-290 µs for
+// 82,000 values on an AMD EPYC (Zen 4), against 32 µs on a Xeon; this, 30-40.
+void OwnTanh(int64_t n, const float* __restrict a, float* __restrict r) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = a[i], z = std::fabs(x), s = x * x;
+    const float p =
+        ((((-5.70498872745e-3f * s + 2.06390887954e-2f) * s - 5.37397155531e-2f) * s +
+          1.33314422036e-1f) * s - 3.33332819422e-1f) * s * z + z;
+    // tanh(10) is 1 in float32; a NaN becomes 20 here (and is put back below).
+    const float y = 2.0f * z < 20.0f ? 2.0f * z : 20.0f;
+    const float k = std::floor(y * 1.44269504088896341f + 0.5f);  // y / ln 2, rounded
+    const float t = (y - k * 0.693359375f) + k * 2.12194440e-4f;  // y - k ln 2
+    const float e =
+        (((((1.9875691500e-4f * t + 1.3981999507e-3f) * t + 8.3334519073e-3f) * t +
+           4.1665795894e-2f) * t + 1.6666665459e-1f) * t + 5.0000001201e-1f) * t * t +
+        t + 1.0f;
+    const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;  // 2^k, k in [0, 29]
+    float scale;
+    std::memcpy(&scale, &bits, sizeof scale);
+    const float large = 1.0f - 2.0f / (e * scale + 1.0f);
+    const float magnitude = z < 0.625f ? p : large;
+    r[i] = x != x ? x : std::copysign(magnitude, x);  // -0 stays -0
+  }
+}
+
+// Whether oneMKL's vector tanh is the fast one here: on Intel's CPUs.
+const bool kIntelCpu = [] {
+  __builtin_cpu_init();
+  return __builtin_cpu_is("intel") != 0;
+}();
+
 template <typename T>
 void Tanh(int64_t n, const T* a, T* r) {
   if constexpr (std::is_same_v<T, float>) {
-    vsTanh(n, a, r);
+    if (kIntelCpu) {
+      vsTanh(n, a, r);
+    } else {
+      OwnTanh(n, a, r);
+    }
   } else {
     vdTanh(n, a, r);
   }
@@ -1442,6 +1481,9 @@ ffi::Error GruGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer q_r
 }
 
 }  // namespace
+
+// The float32 tanh the loop kernels use on CPUs not Intel's, for the tests (ctypes).
+extern "C" void jaxrnn_own_tanh(int64_t n, const float* a, float* r) { OwnTanh(n, a, r); }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_gemm, Gemm,
                               ffi::Ffi::Bind()
