@@ -242,8 +242,9 @@ def _default_choice(setting: str, vendor: str | None) -> tuple[bool, str]:
     oneMKL picks its code for a CPU by vendor, and on AMD's its products ran slower
     than XLA's dot: on a 2-core AMD EPYC (Zen 4, AVX-512), ``benchmarks/pieces.py
     lstm-512`` timed every matmul of the LSTM's passes 1.2-1.3x slower with oneMKL,
-    and the fused forward pass at 55 ms against 40 with XLA's dot; on Intel's it
-    runs 1.1-1.8x faster (the module's docstring).
+    and the fused forward pass at 55 ms against 40 with XLA's dot (with the kernels'
+    own tanh, the kernels win at 256 hidden units and lose at 512: docs/benchmarks.md);
+    on Intel's it runs 1.1-1.8x faster (the module's docstring).
     """
     if setting.lower() in _ON_VALUES or vendor in (None, "GenuineIntel"):
         return True, ""
