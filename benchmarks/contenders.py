@@ -3,8 +3,6 @@
 - ``jaxrnn``: ``jaxrnn.unroll`` (``StackedRNN`` for the character model), fused path.
 - ``jaxrnn-xla``: the same with ``jaxrnn.blas`` switched off (CPU only): XLA's
   own dot for every matmul instead of oneMKL's; it shows what oneMKL is worth.
-- ``jaxrnn-mkl``: the same with ``jaxrnn.blas`` switched on, where it is off by
-  default (AMD's CPUs): what oneMKL would be worth there.
 - ``jaxrnn-autodiff``: the same with ``fused=False``: autodiff of the cell's
   step under ``lax.scan`` (the input projection still hoisted), to show what
   the fused backward pass is worth.
@@ -40,7 +38,6 @@ __all__ = ["CONTENDERS", "Bench", "build", "unavailable"]
 CONTENDERS = {
     "jaxrnn": "jaxrnn",
     "jaxrnn-xla": "jaxrnn XLA dot",
-    "jaxrnn-mkl": "jaxrnn oneMKL",
     "jaxrnn-autodiff": "jaxrnn autodiff",
     "pytorch": "PyTorch",
     "pytorch-aten": "PyTorch ATen",
@@ -70,14 +67,12 @@ def unavailable(name: str, workload: Workload, backend: str) -> str | None:
         return "equinox has no Elman cell"
     if name == "pytorch-aten" and backend == "gpu":
         return "the oneDNN switch concerns PyTorch's CPU path only"
-    if name in ("jaxrnn-xla", "jaxrnn-mkl"):
+    if name == "jaxrnn-xla":
         from jaxrnn import blas
 
         if backend != "cpu":
             return "jaxrnn.blas concerns CPUs only"
         if not blas.available():
-            return blas.status()
-        if blas.active() == (name == "jaxrnn-mkl"):  # jaxrnn's default here
             return f"the same as jaxrnn here: {blas.status()}"
     if name == "jax-cudnn":
         if backend != "gpu":
@@ -103,10 +98,10 @@ def build(name: str, workload: Workload, data: dict[str, Any], pass_: str) -> Be
     """Builds (and for JAX, compiles) contender ``name`` for one workload and pass."""
     if name in ("pytorch", "pytorch-aten"):
         return _pytorch(workload, data, pass_, onednn=name == "pytorch")
-    if name in ("jaxrnn-xla", "jaxrnn-mkl"):
+    if name == "jaxrnn-xla":
         from jaxrnn import blas
 
-        with blas.use(name == "jaxrnn-mkl"):  # read while tracing, which build does
+        with blas.use(False):  # read while tracing, which build does
             return build("jaxrnn", workload, data, pass_)
     if workload.train_step:
         model = {"jaxrnn": _jaxrnn_char, "jaxrnn-autodiff": _jaxrnn_char, "flax": _flax_char}

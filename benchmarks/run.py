@@ -47,7 +47,6 @@ DEFAULT_CONTENDERS = (
     "flax",
     "equinox",
     "jaxrnn-xla",
-    "jaxrnn-mkl",
     "jaxrnn-autodiff",
     "jax-cudnn",
     "pytorch-aten",
@@ -61,7 +60,6 @@ PEERS_IN_TABLE = (
     "equinox",
     "jax-cudnn",
     "jaxrnn-xla",
-    "jaxrnn-mkl",
     "jaxrnn-autodiff",
     "pytorch-aten",
 )

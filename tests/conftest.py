@@ -1,16 +1,10 @@
 """Shared test set-up: float64 available, hypothesis kept quick and reproducible."""
 
-import os
-
 import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
-# jaxrnn.blas's custom calls are off by default on AMD's CPUs, where oneMKL ran
-# slower than XLA's dot; the tests exercise them wherever oneMKL is installed
-# (JAXRNN_BLAS=xla still runs the suite without them).
-os.environ.setdefault("JAXRNN_BLAS", "mkl")
 # Float64 oracles and check_grads need x64; every test passes explicit dtypes.
 jax.config.update("jax_enable_x64", True)
 # The float32 oracles (PyTorch, NumPy) need float32 matmuls: on GPUs JAX's default

@@ -210,23 +210,6 @@ def test_the_command_finds_the_suite_in_the_checkout():
     assert bench._runner() is not None
 
 
-@pytest.mark.parametrize("vendor", ["GenuineIntel", "AuthenticAMD"])
-def test_the_onemkl_columns_show_the_path_jaxrnn_does_not_take_by_default(monkeypatch, vendor):
-    from jaxrnn import blas
-
-    bench._runner()
-    contenders, lstm = sys.modules["contenders"], sys.modules["workloads"].WORKLOADS["lstm"]
-    monkeypatch.setattr(blas, "_load", lambda: blas._Loaded(True, "oneMKL 2026.2.1 (/lib)"))
-    monkeypatch.setattr(blas, "_default", lambda: blas._default_choice("", vendor))
-    shown = {n for n in ("jaxrnn-xla", "jaxrnn-mkl") if not contenders.unavailable(n, lstm, "cpu")}
-    assert shown == {"jaxrnn-xla" if vendor == "GenuineIntel" else "jaxrnn-mkl"}
-    for name in ("jaxrnn-xla", "jaxrnn-mkl"):
-        assert "concerns CPUs only" in contenders.unavailable(name, lstm, "gpu")
-    monkeypatch.setattr(blas, "_load", lambda: blas._Loaded(False, "oneMKL is not installed"))
-    for name in ("jaxrnn-xla", "jaxrnn-mkl"):
-        assert contenders.unavailable(name, lstm, "cpu") == "oneMKL is not installed"
-
-
 def test_the_gpu_runs_are_wired_and_say_why_they_are_skipped_on_a_cpu(capsys):
     runner = bench._runner()
     contenders = sys.modules["contenders"]

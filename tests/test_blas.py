@@ -187,48 +187,6 @@ def test_environment_switch_turns_it_off():
     assert done.stdout.startswith("False switched off by JAXRNN_BLAS")
 
 
-@pytest.mark.parametrize(
-    ("setting", "vendor", "on"),
-    [
-        ("", "GenuineIntel", True),
-        ("", "AuthenticAMD", False),  # oneMKL's code for AMD's CPUs ran slower than XLA's dot
-        ("", None, True),  # no vendor named: not an x86 CPU known to be slower
-        ("mkl", "AuthenticAMD", True),
-        ("ON", "AuthenticAMD", True),
-        ("auto", "AuthenticAMD", False),
-    ],
-)
-def test_the_default_depends_on_the_cpus_vendor(setting, vendor, on):
-    got, why = blas._default_choice(setting, vendor)
-    assert got is on and (why == "" if on else vendor in why)
-
-
-def test_off_by_default_says_why_and_use_true_turns_it_on(monkeypatch):
-    monkeypatch.setattr(blas, "_load", lambda: blas._Loaded(True, "oneMKL 2026.2.1 (/lib)"))
-    monkeypatch.setattr(blas, "_default", lambda: blas._default_choice("", "AuthenticAMD"))
-    assert not blas.active()
-    assert blas.status() == (
-        "XLA's dot is used: oneMKL 2026.2.1 (/lib) is off by default on this AuthenticAMD "
-        "CPU, where its matmuls measured slower (JAXRNN_BLAS=mkl, or jaxrnn.blas.use(True), "
-        "turns it on)"
-    )
-    with blas.use(True):
-        assert blas.active() and blas.status() == "oneMKL 2026.2.1 (/lib)"
-    with blas.use(False):
-        assert not blas.active()
-    assert not blas.active()  # the default again after the blocks
-
-
-def test_the_cpu_vendor_is_read_from_cpuinfo(tmp_path):
-    amd = tmp_path / "amd"
-    amd.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n" * 2)
-    arm = tmp_path / "arm"  # an Arm CPU's names no vendor_id
-    arm.write_text("processor\t: 0\nBogoMIPS\t: 50.00\nCPU implementer\t: 0x41\n")
-    assert blas._cpu_vendor(amd) == "AuthenticAMD"
-    assert blas._cpu_vendor(arm) is None
-    assert blas._cpu_vendor(tmp_path / "missing") is None
-
-
 @needs_blas
 def test_the_kernels_own_tanh_is_within_one_and_a_half_ulp():
     """The float32 tanh of the loop kernels on CPUs not Intel's (oneMKL's vector tanh

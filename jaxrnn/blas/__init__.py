@@ -26,15 +26,10 @@ call it instead:
   inputs) is kept from call to call, up to 256 MiB, instead of being mapped
   and zeroed by the system afresh each time.
 
-oneMKL picks its code by the CPU's vendor, and on AMD's it ran slower than
-XLA's dot (on a Zen 4 EPYC, each matmul of the LSTM's passes 1.2-1.3x), so
-there the custom call is off by default.
-
 The arithmetic is a BLAS's float32 (or float64) product, equal to XLA's up to
 rounding (tested against NumPy in float64). ``JAXRNN_BLAS=xla`` in the
-environment switches it off for a process, ``JAXRNN_BLAS=mkl`` on whatever the
-CPU, ``use(False)`` or ``use(True)`` for the functions traced inside it;
-``status()`` says what is in use and why.
+environment switches it off for a process, ``use(False)`` for the functions
+traced inside it; ``status()`` says what is in use and why.
 """
 
 from __future__ import annotations
@@ -75,11 +70,7 @@ _ELMAN_ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2}
 _SOURCE = Path(__file__).with_name("gemm.cc")
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
-_use: bool | None = None  # ``use``'s switch, read when a function is traced; None: the default
-
-# JAXRNN_BLAS's values: off for the process, or on whatever the CPU (else: by vendor).
-_OFF_VALUES = ("xla", "0", "off", "no", "false")
-_ON_VALUES = ("mkl", "1", "on", "yes", "true")
+_use = True  # ``use``'s switch, read when a function is traced
 
 
 class _Loaded(NamedTuple):
@@ -200,7 +191,7 @@ _LIBRARIES: list[ctypes.CDLL] = []  # the custom call's library, kept loaded
 @functools.cache
 def _load() -> _Loaded:
     """Find oneMKL, compile and register the custom call; once per process."""
-    if os.environ.get("JAXRNN_BLAS", "").lower() in _OFF_VALUES:
+    if os.environ.get("JAXRNN_BLAS", "mkl").lower() in ("xla", "0", "off", "no", "false"):
         return _Loaded(False, "switched off by JAXRNN_BLAS; XLA's dot is used")
     if not sys.platform.startswith("linux"):
         return _Loaded(False, f"the oneMKL custom call is built on Linux only, not {sys.platform}")
@@ -225,37 +216,6 @@ def _load() -> _Loaded:
     return _Loaded(True, f"oneMKL {importlib.metadata.version('mkl')} ({mkl[-1].parent})")
 
 
-def _cpu_vendor(cpuinfo_path: Path = Path("/proc/cpuinfo")) -> str | None:
-    """The x86 CPU's vendor (``/proc/cpuinfo``'s ``vendor_id``), ``None`` if none is named."""
-    try:
-        cpuinfo = cpuinfo_path.read_text()
-    except OSError:
-        return None
-    vendor = re.search(r"^vendor_id\s*:\s*(\S+)", cpuinfo, re.MULTILINE)
-    return None if vendor is None else vendor.group(1)
-
-
-def _default_choice(setting: str, vendor: str | None) -> tuple[bool, str]:
-    """Whether the custom call is on by default, given ``$JAXRNN_BLAS`` and the CPU's
-    vendor, and if not, why.
-
-    oneMKL picks its code for a CPU by vendor, and on AMD's its products ran slower
-    than XLA's dot: on a 2-core AMD EPYC (Zen 4, AVX-512), ``benchmarks/pieces.py
-    lstm-512`` timed every matmul of the LSTM's passes 1.2-1.3x slower with oneMKL,
-    and the fused forward pass at 55 ms against 40 with XLA's dot (with the kernels'
-    own tanh, the kernels win at 256 hidden units and lose at 512: docs/benchmarks.md);
-    on Intel's it runs 1.1-1.8x faster (the module's docstring).
-    """
-    if setting.lower() in _ON_VALUES or vendor in (None, "GenuineIntel"):
-        return True, ""
-    return False, f"off by default on this {vendor} CPU, where its matmuls measured slower"
-
-
-@functools.cache
-def _default() -> tuple[bool, str]:
-    return _default_choice(os.environ.get("JAXRNN_BLAS", ""), _cpu_vendor())
-
-
 # --------------------------------------------------------------------------- public
 
 
@@ -263,22 +223,20 @@ def available() -> bool:
     """Whether the oneMKL custom call is installed and built (it is built on the first call).
 
     Returns:
-      ``True`` when ``matmul`` can lower to oneMKL on a CPU; whether it does is
-      ``active()``.
+      ``True`` when ``matmul`` lowers to oneMKL on a CPU.
 
     Examples:
       >>> from jaxrnn import blas
-      >>> with blas.use(True):
-      ...     blas.available() == blas.status().startswith("oneMKL")
+      >>> blas.available() == blas.status().startswith("oneMKL")
       True
     """
     return _load().ok
 
 
 def active(dtype: Any = None) -> bool:
-    """Whether functions traced now use the custom call: ``available()``, switched
-    on (``use(True)``; by default on Intel's CPUs and with ``JAXRNN_BLAS=mkl``), and,
-    given a ``dtype``, for data of that dtype (float32 or float64; any other is XLA's).
+    """Whether functions traced now use the custom call: ``available()`` and not
+    ``use(False)``, and, given a ``dtype``, for data of that dtype (float32 or
+    float64; any other is XLA's).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -286,18 +244,15 @@ def active(dtype: Any = None) -> bool:
       >>> with blas.use(False):
       ...     blas.active()
       False
-      >>> with blas.use(True):
-      ...     blas.active() == blas.available(), blas.active(jnp.bfloat16)
+      >>> blas.active() == blas.available(), blas.active(jnp.bfloat16)
       (True, False)
     """
-    switch = _default()[0] if _use is None else _use
-    return switch and (dtype is None or np.dtype(dtype) in _DTYPES) and available()
+    return _use and (dtype is None or np.dtype(dtype) in _DTYPES) and available()
 
 
 def status() -> str:
     """What the CPU matmuls use, and why: ``"oneMKL 2026.2.0 (/path/to/its/lib)"``,
-    or the reason XLA's dot is used instead (it starts with "oneMKL" exactly when
-    ``active()``).
+    or the reason XLA's dot is used instead.
 
     Examples:
       >>> from jaxrnn import blas
@@ -306,13 +261,8 @@ def status() -> str:
       "switched off by jaxrnn.blas.use(False); XLA's dot is used"
     """
     loaded = _load()
-    if loaded.ok and _use is False:
+    if loaded.ok and not _use:
         return "switched off by jaxrnn.blas.use(False); XLA's dot is used"
-    if loaded.ok and _use is None and not _default()[0]:
-        return (
-            f"XLA's dot is used: {loaded.message} is {_default()[1]} (JAXRNN_BLAS=mkl, or "
-            "jaxrnn.blas.use(True), turns it on)"
-        )
     return loaded.message
 
 
@@ -326,7 +276,7 @@ def use(enabled: bool) -> Iterator[None]:
 
     Args:
       enabled: ``False`` for XLA's dot everywhere; ``True`` for the custom call
-        where it is available, whatever the CPU's vendor.
+        where it is available.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -348,8 +298,8 @@ def use(enabled: bool) -> Iterator[None]:
 def matmul(a: Array, b: Array, *, transpose_a: bool = False, transpose_b: bool = False) -> Array:
     r"""``op(a) @ op(b)`` over matching leading axes, ``op`` the identity or the transpose.
 
-    On a CPU, for float32 and float64 with oneMKL installed and switched on
-    (``active()``), a custom call into ``cblas_?gemm`` on XLA's threads; anywhere else
+    On a CPU, for float32 and float64 with oneMKL installed (``available()``), a
+    custom call into ``cblas_?gemm`` on XLA's threads; anywhere else
     ``lax.dot_general``. Differentiable (reverse mode, each gradient another
     ``matmul``) and batchable with ``jax.vmap``.
 
