@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrnn import checkpoint, optim, parallel
+from jaxrnn._checks import check_key
 from jaxrnn.cells import elman, gru, lstm
 from jaxrnn.data import CharData, Vocabulary, window
 from jaxrnn.recurrent import StackedRNN, _quiet_single_layer_dropout
@@ -729,8 +730,10 @@ def sample_pieces(
     """
     if not prime:
         raise ValueError("sample: prime must have at least one character.")
-    if temperature < 0:
-        raise ValueError(f"sample: temperature must be >= 0, got {temperature}.")
+    if not (isinstance(temperature, int | float | np.number) and 0 <= temperature < math.inf):
+        raise ValueError(
+            f"sample: temperature must be a finite number >= 0 (0: greedy), got {temperature!r}."
+        )
     if isinstance(length, bool) or not isinstance(length, int | np.integer) or length < 0:
         raise ValueError(f"sample: length must be an int >= 0, got {length!r}.")
     if model.config.vocab_size != vocab.size:
@@ -738,6 +741,7 @@ def sample_pieces(
             f"sample: the model writes {model.config.vocab_size} characters, the vocabulary "
             f"has {vocab.size}: pass the vocabulary the model was trained with."
         )
+    check_key("sample", key)
     prime_ids = jnp.asarray(vocab.encode(prime))  # checked here too, not at the first next
     read_prime, draw_chunk = _sample_fns(model)
 

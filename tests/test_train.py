@@ -598,6 +598,13 @@ def test_fit_refuses_a_model_of_another_vocabulary(char_data):
     params = model.init(jax.random.key(0))
     with pytest.raises(ValueError, match="sample: length must be an int >= 0, got -1"):
         train.sample(model, params, char_data.vocab, "t", -1, jax.random.key(1))
+    for temperature in (float("nan"), float("inf"), -0.5, "0.8"):  # NaN drew greedily
+        with pytest.raises(ValueError, match="sample: temperature must be a finite number"):
+            train.sample_pieces(
+                model, params, char_data.vocab, "t", 5, jax.random.key(1), temperature
+            )
+    with pytest.raises(TypeError, match="sample: key must be one PRNG key"):
+        train.sample_pieces(model, params, char_data.vocab, "t", 5, 1)  # failed at next()
     with pytest.raises(ValueError, match="evaluate: streams of 5 characters hold no window"):
         train.evaluate(model, params, np.zeros((2, 5), np.int32), 8)
 
