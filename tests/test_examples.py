@@ -27,6 +27,18 @@ QUICK = {
 WRITES = {"optimizer_paths.py": "paths.png", "time_series.py": "forecast.png"}
 
 
+def start(name, args, cwd, env):
+    """examples/NAME ARGS started in ``cwd``, its output (both streams) to be read."""
+    return subprocess.Popen(
+        [sys.executable, str(EXAMPLES / name), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     """Runs every example at once; returns {name: (status, output, working directory)}."""
@@ -37,15 +49,7 @@ def finished(tmp_path_factory):
         if not (EXAMPLES / name).exists():
             continue
         cwd = tmp_path_factory.mktemp(name.removesuffix(".py"))
-        process = subprocess.Popen(
-            [sys.executable, str(EXAMPLES / name), *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        running[name] = (process, cwd)
+        running[name] = (start(name, args, cwd, env), cwd)
     results = {}
     for name, (process, cwd) in running.items():
         output, _ = process.communicate(timeout=600)
@@ -87,15 +91,7 @@ def test_the_figures_replace_no_users_file(tmp_path):
         cwd.mkdir()
         for mine in ("notes.md", "mine.png"):
             (cwd / mine).write_text("keep me\n")
-        process = subprocess.Popen(
-            [sys.executable, str(EXAMPLES / name), *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        running.append((process, cwd, message))
+        running.append((start(name, args, cwd, env), cwd, message))
     for process, cwd, message in running:
         output, _ = process.communicate(timeout=600)
         assert process.returncode == 2 and message in output, output[-3000:]
