@@ -369,23 +369,38 @@ class PackedMatrix {
 // slot slot_of[g] of c's rows of `slots` n, columns [slot n, (slot + 1) n): the
 // gates' own order, or for the GRU's w_hh [r z n] into slots [0 1 3] of [r z n_x
 // n_h]. Slots below `shared` (which an earlier product has filled: the input
-// projection) are added to, the others overwritten. Gates whose columns and slots
-// both follow on, in a band of all H units, share one pack and one product.
+// projection) are added to, the others overwritten. Gates whose slots follow on
+// and are alike (added to or not) share one pack and one product: one (m, k) x
+// (k, width n) product runs 1.3-1.6x faster than `width` of (k, n) at the sizes of
+// a band of a 256-unit LSTM (measured with oneMKL on an AMD EPYC). In a band of
+// all H units their columns follow on in w; in a narrower band they are gathered
+// first.
 template <typename T>
 class GateBand {
  public:
   GateBand(int64_t m, int64_t k, int64_t H, int64_t u0, int64_t n, int64_t gates, const T* w,
            const std::vector<int64_t>& slot_of, int64_t slots, int64_t shared)
       : n_(n), slots_(slots) {
+    const int64_t ld_w = gates * H;
     for (int64_t g = 0; g < gates;) {
       int64_t width = 1;
-      while (n == H && g + width < gates && slot_of[g + width] == slot_of[g] + width &&
+      while (g + width < gates && slot_of[g + width] == slot_of[g] + width &&
              (slot_of[g + width] < shared) == (slot_of[g] < shared)) {
         ++width;
       }
-      runs_.push_back(
-          {slot_of[g], slot_of[g] < shared, PackedMatrix<T>(m, width * n, k, w + g * H + u0,
-                                                            gates * H)});
+      const bool add = slot_of[g] < shared;
+      if (n == H || width == 1) {  // the columns follow on in w
+        runs_.push_back({slot_of[g], add, PackedMatrix<T>(m, width * n, k, w + g * H + u0, ld_w)});
+      } else {  // gather the gates' columns [u0, u0 + n) side by side: (k, width n)
+        Scratch<T> gathered(k * width * n);
+        for (int64_t r = 0; r < k; ++r) {
+          for (int64_t b = 0; b < width; ++b) {
+            const T* from = w + r * ld_w + (g + b) * H + u0;
+            std::copy(from, from + n, gathered.data() + (r * width + b) * n);
+          }
+        }
+        runs_.push_back({slot_of[g], add, PackedMatrix<T>(m, width * n, k, gathered.data())});
+      }
       g += width;
     }
   }
