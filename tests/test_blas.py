@@ -51,6 +51,9 @@ def test_the_dev_install_has_the_onemkl_custom_call():
         pytest.skip("no C++ compiler to build the custom call with")
     assert blas.available(), blas.status()
     assert blas.status().startswith("oneMKL ")
+    # On CPUs not Intel's the float32 products go to oneDNN, which the dev extra installs.
+    intel = bool(blas._LIBRARIES[0].jaxrnn_intel_cpu())
+    assert ("float32 products: oneDNN" in blas.status()) != intel, blas.status()
     assert "jaxrnn_blas_gemm" in lowered_text(blas.matmul, jnp.ones((2, 3)), jnp.ones((3, 4)))
 
 
@@ -256,6 +259,86 @@ def test_the_fused_path_uses_it_and_agrees_with_xlas_dot(rng, make_cell):
         expected = jax.jit(make_grad())(params, xs)
     for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(params=["oneMKL", "oneDNN"])
+def float32_library(request):
+    """The kernels' float32 products through oneMKL, then through oneDNN (skipped
+    where its wheel is missing); what ``blas`` chose is put back afterwards."""
+    library, onednn = blas._LIBRARIES[0], blas._find_onednn()
+    if request.param == "oneDNN" and onednn is None:
+        pytest.skip(f"{blas._ONEDNN} is not installed")
+    chose_onednn = "float32 products: oneDNN" in blas.status()
+    blas._switch_float32(library, onednn if request.param == "oneDNN" else None)
+    yield request.param
+    blas._switch_float32(library, onednn if chose_onednn else None)
+
+
+@needs_blas
+@pytest.mark.parametrize("make_cell", [jaxrnn.lstm, jaxrnn.gru, jaxrnn.elman])
+@pytest.mark.parametrize(("T", "B", "H"), [(6, 5, 3), (13, 33, 260)])
+def test_the_float32_kernels_agree_with_xlas_dot_through_either_library(
+    rng, float32_library, make_cell, T, B, H
+):
+    """The float32 passes (forward, and the gradients of a training pass) with the
+    products through oneMKL and through oneDNN, against XLA's dot and scans: cut by
+    rows (H=3), and for the LSTM and the GRU by columns, in two bands of 128 and 132
+    units whose gates are gathered into one product each. (The float64 tests below
+    reach oneMKL only: oneDNN's matmul is float32's.)"""
+    cell = make_cell(H)
+    params = cell.init(jax.random.key(1), 24)
+    xs = jnp.asarray(rng.standard_normal((T, B, 24)), jnp.float32)
+    carry = jax.tree.map(
+        lambda a: jnp.asarray(rng.standard_normal(a.shape), jnp.float32), cell.zero_carry((B,))
+    )
+    weights = jnp.asarray(rng.standard_normal((T, B, H)), jnp.float32)
+    make_forward = _forward_maker(cell, None, False)
+    make_grad = _training_grad_maker(cell, None, False, weights)
+    for make in (make_forward, make_grad):
+        assert "jaxrnn_blas" in lowered_text(make(), params, xs, carry)
+        got = jax.jit(make())(params, xs, carry)
+        with blas.use(False):
+            expected = jax.jit(make())(params, xs, carry)
+        for g, e in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+            assert g.dtype == np.float32
+            np.testing.assert_allclose(g, e, rtol=2e-4, atol=2e-4 * float(jnp.max(jnp.abs(e))))
+
+
+@needs_blas
+def test_a_float32_product_through_onednn_keeps_the_callers_openmp_threads():
+    """oneDNN's matmul runs on the calling thread alone (OpenMP's thread count set
+    to 1), and the count the caller had is put back: the OpenMP runtime may be
+    PyTorch's too."""
+    library, onednn = blas._LIBRARIES[0], blas._find_onednn()
+    if onednn is None:
+        pytest.skip(f"{blas._ONEDNN} is not installed")
+    chose_onednn = "float32 products: oneDNN" in blas.status()
+    blas._switch_float32(library, onednn)
+    try:
+        openmp = ctypes.CDLL("libgomp.so.1")  # the copy oneDNN's library loaded
+        openmp.omp_set_num_threads(3)
+        a, b = np.ones((64, 300), np.float32), np.ones((300, 70), np.float32)
+        np.testing.assert_array_equal(blas._float32_product(library, a, b), np.full((64, 70), 300))
+        assert openmp.omp_get_max_threads() == 3
+    finally:
+        blas._switch_float32(library, onednn if chose_onednn else None)
+
+
+@pytest.mark.parametrize(
+    ("choice", "words"),
+    [("mkl", "float32 products: oneMKL (JAXRNN_BLAS=mkl)"), ("onednn", "float32 products: oneDNN")],
+)
+def test_the_environment_picks_the_float32_library(choice, words):
+    if not blas.available():
+        pytest.skip(blas.status())
+    if choice == "onednn" and blas._find_onednn() is None:
+        pytest.skip(f"{blas._ONEDNN} is not installed")
+    code = "from jaxrnn import blas; print(blas.status())"
+    env = {**os.environ, "JAXRNN_BLAS": choice}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.startswith("oneMKL ") and words in done.stdout
 
 
 def _lstm_problem(rng, T, B, H, with_lengths):

@@ -14,6 +14,11 @@ call it instead:
 - oneMKL runs single-threaded; the custom call cuts each product into bands of
   columns (or rows) that run on XLA's own intra-op threads, so no OpenMP pool
   competes with XLA's for the cores.
+- On CPUs not Intel's, where oneMKL takes a generic path, the float32 products
+  go to oneDNN's matmul (``dnnl_sgemm``, from the ``onednn-cpu-gomp`` wheel that
+  ``jaxrnn[cpu]`` installs), also on one thread per band: on an AMD EPYC (Zen 4)
+  it runs a 256-unit LSTM's step products 1.2-1.4x faster. ``JAXRNN_BLAS=mkl``
+  keeps them on oneMKL, ``JAXRNN_BLAS=onednn`` puts them on oneDNN on any CPU.
 - It lowers to the custom call on CPUs only; on other platforms, for other
   dtypes, or when oneMKL or a compiler is missing, it is ``lax.dot_general``.
 - The same library holds the two loops of the LSTM, the GRU and the Elman
@@ -68,6 +73,9 @@ _GRU_GRAD_TARGET = "jaxrnn_blas_gru_grad"
 # The Elman activations the kernel computes, by name: its ``activation`` attribute.
 _ELMAN_ACTIVATIONS = {"tanh": 0, "relu": 1, "sigmoid": 2}
 _SOURCE = Path(__file__).with_name("gemm.cc")
+# oneDNN for float32 products on CPUs not Intel's: the wheel of its CPU-only library
+# whose OpenMP runtime is GCC's (the one PyTorch ships too).
+_ONEDNN = "onednn-cpu-gomp"
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _use = True  # ``use``'s switch, read when a function is traced
@@ -185,13 +193,70 @@ def _self_test(sgemm: Any, dgemm: Any) -> None:
             raise RuntimeError("oneMKL's test product is wrong")
 
 
+def _find_onednn() -> Path | None:
+    """oneDNN's library from the ``onednn-cpu-gomp`` wheel; ``None`` without it."""
+    try:
+        files = importlib.metadata.files(_ONEDNN) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.name == "libdnnl.so.3":
+            return Path(file.locate()).resolve()
+    return None
+
+
+def _float32_product(library: ctypes.CDLL, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in float32 through what the kernels use for float32 now."""
+    a, b = np.ascontiguousarray(a, np.float32), np.ascontiguousarray(b, np.float32)
+    c = np.zeros((a.shape[0], b.shape[1]), np.float32)
+    size, pointer = ctypes.c_int64, ctypes.c_void_p
+    library.jaxrnn_float32_product.argtypes = [size] * 3 + [pointer] * 3
+    library.jaxrnn_float32_product.restype = None
+    library.jaxrnn_float32_product(
+        *c.shape, a.shape[1], a.ctypes.data, b.ctypes.data, c.ctypes.data
+    )
+    return c
+
+
+def _switch_float32(library: ctypes.CDLL, onednn: Path | None) -> None:
+    """The kernels' float32 products through oneDNN's library at ``onednn``, or
+    with ``None`` through oneMKL; checked with one product against NumPy."""
+    library.jaxrnn_use_onednn.argtypes = [ctypes.c_char_p]
+    library.jaxrnn_use_onednn.restype = ctypes.c_int
+    if library.jaxrnn_use_onednn(None if onednn is None else str(onednn).encode()) != 0:
+        library.jaxrnn_use_onednn(None)
+        raise RuntimeError(f"{onednn} did not load (is libgomp.so.1, GCC's OpenMP, installed?)")
+    a, b = np.random.default_rng(0).standard_normal((2, 37, 41)).astype(np.float32)
+    if not np.allclose(_float32_product(library, a, b.T), a @ b.T, rtol=1e-5, atol=1e-5):
+        library.jaxrnn_use_onednn(None)
+        raise RuntimeError(f"the test product through {onednn or 'oneMKL'} is wrong")
+
+
+def _pick_float32(library: ctypes.CDLL, choice: str) -> str:
+    """Puts the float32 products on oneDNN or oneMKL, as ``JAXRNN_BLAS`` (``choice``)
+    asks: ``mkl`` oneMKL, ``onednn`` oneDNN, else oneDNN on CPUs not Intel's, where
+    oneMKL takes a generic path. Says what they use, and why."""
+    if choice == "mkl" or (choice != "onednn" and library.jaxrnn_intel_cpu()):
+        why = "JAXRNN_BLAS=mkl" if choice == "mkl" else "an Intel CPU"
+        return f"oneMKL ({why})"
+    onednn = _find_onednn()
+    if onednn is None:
+        return f"oneMKL ({_ONEDNN} is not installed)"
+    try:
+        _switch_float32(library, onednn)
+    except RuntimeError as error:
+        return f"oneMKL ({error})"
+    return f"oneDNN {importlib.metadata.version(_ONEDNN)} ({onednn.parent})"
+
+
 _LIBRARIES: list[ctypes.CDLL] = []  # the custom call's library, kept loaded
 
 
 @functools.cache
 def _load() -> _Loaded:
     """Find oneMKL, compile and register the custom call; once per process."""
-    if os.environ.get("JAXRNN_BLAS", "mkl").lower() in ("xla", "0", "off", "no", "false"):
+    choice = os.environ.get("JAXRNN_BLAS", "auto").lower()
+    if choice in ("xla", "0", "off", "no", "false"):
         return _Loaded(False, "switched off by JAXRNN_BLAS; XLA's dot is used")
     if not sys.platform.startswith("linux"):
         return _Loaded(False, f"the oneMKL custom call is built on Linux only, not {sys.platform}")
@@ -206,6 +271,7 @@ def _load() -> _Loaded:
             str(_compile(ffi.include_dir(), mkl)), mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND
         )
         _self_test(library.cblas_sgemm, library.cblas_dgemm)
+        float32 = _pick_float32(library, choice)
         targets = (_TARGET, _LSTM_TARGET, _LSTM_GRAD_TARGET, _ELMAN_TARGET, _ELMAN_GRAD_TARGET)
         for target in (*targets, _GRU_TARGET, _GRU_GRAD_TARGET):
             handler = ffi.pycapsule(getattr(library, target))
@@ -213,7 +279,8 @@ def _load() -> _Loaded:
     except Exception as error:  # any failure leaves XLA's dot in place, with the reason
         return _Loaded(False, f"the oneMKL custom call is unavailable: {error}")
     _LIBRARIES.append(library)  # kept loaded for the process
-    return _Loaded(True, f"oneMKL {importlib.metadata.version('mkl')} ({mkl[-1].parent})")
+    mkl_version = importlib.metadata.version("mkl")
+    return _Loaded(True, f"oneMKL {mkl_version} ({mkl[-1].parent}); float32 products: {float32}")
 
 
 # --------------------------------------------------------------------------- public
@@ -251,8 +318,9 @@ def active(dtype: Any = None) -> bool:
 
 
 def status() -> str:
-    """What the CPU matmuls use, and why: ``"oneMKL 2026.2.0 (/path/to/its/lib)"``,
-    or the reason XLA's dot is used instead.
+    """What the CPU matmuls use, and why: ``"oneMKL 2026.2.0 (/path/to/its/lib);
+    float32 products: oneDNN 2023.2.0 (/path/to/its/lib)"`` (or ``oneMKL (an Intel
+    CPU)``, or why oneDNN is not used), or the reason XLA's dot is used instead.
 
     Examples:
       >>> from jaxrnn import blas
