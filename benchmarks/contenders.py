@@ -2,7 +2,8 @@
 
 - ``jaxrnn``: ``jaxrnn.unroll`` (``StackedRNN`` for the character model), fused path.
 - ``jaxrnn-xla``: the same with ``jaxrnn.blas`` switched off (CPU only): XLA's
-  own dot for every matmul instead of oneMKL's; it shows what oneMKL is worth.
+  own dot for every matmul instead of the BLAS's (oneMKL, and oneDNN for float32
+  on CPUs not Intel's); it shows what they are worth.
 - ``jaxrnn-autodiff``: the same with ``fused=False``: autodiff of the cell's
   step under ``lax.scan`` (the input projection still hoisted), to show what
   the fused backward pass is worth.

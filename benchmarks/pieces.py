@@ -7,7 +7,8 @@ same matmuls in PyTorch, and the whole passes beside PyTorch's.
 
 Every piece is timed as ``run.py`` times contenders (interleaved rounds, the
 median). The matmul pieces, each compiled alone, with XLA's own dot and with
-oneMKL's (``jaxrnn.blas``, what jaxrnn uses on a CPU when it is installed),
+``jaxrnn.blas``'s (what jaxrnn uses on a CPU when it is installed: oneMKL, and on
+CPUs not Intel's oneDNN for float32; the first line printed says which),
 and as PyTorch runs them (``torch.matmul``, oneDNN/MKL, all cores):
 
 - ``projection``: the input projection ``(T·B, I) x (I, 4H)`` of all steps;
@@ -177,18 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     def ratio(a, b):
         return None if a is None or b is None else a / b
 
-    print("\n| matmuls | XLA ms | oneMKL ms | PyTorch ms | XLA / PyTorch | oneMKL / PyTorch |")
+    print("\n| matmuls | XLA ms | jaxrnn.blas ms | PyTorch ms |", end="")
+    print(" XLA / PyTorch | jaxrnn.blas / PyTorch |")
     print("|---|---:|---:|---:|---:|---:|")
     matmuls = ("projection", "step matmuls", "backward step matmuls", "weight gradients")
     for name in matmuls:
         xla, mkl, torch_ms = (ms.get(f"{who} {name}") for who in ("xla", "mkl", "torch"))
         cells = (xla, mkl, torch_ms, ratio(xla, torch_ms), ratio(mkl, torch_ms))
         print(f"| {name} | " + " | ".join(map(cell, cells)) + " |")
-    for dot, label in (("xla", "XLA's"), ("mkl", "oneMKL's")):
+    for dot, label in (("xla", "XLA's"), ("mkl", "jaxrnn.blas's")):
         if f"{dot} projection" in ms:
             floor = sum(ms[f"{dot} {name}"] for name in matmuls)
             print(f"\n{label} matmuls of a training pass add up to {floor:.2f} ms.")
-    print("\n| pass | jaxrnn (XLA dot) ms | jaxrnn (oneMKL) ms | PyTorch (oneDNN RNN) ms |", end="")
+    print("\n| pass | jaxrnn (XLA dot) ms | jaxrnn (jaxrnn.blas) ms |", end="")
+    print(" PyTorch (oneDNN RNN) ms |", end="")
     print(" PyTorch ATen ms |\n|---|---:|---:|---:|---:|")
     for pass_ in contenders.PASSES:
         ours = "forward" if pass_ == "forward" else "train"
