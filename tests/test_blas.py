@@ -8,11 +8,13 @@ not multiples of the bands' 16-column alignment, and empty dimensions.
 """
 
 import ctypes
+import ctypes.util
 import os
 import platform
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -322,6 +324,22 @@ def test_a_float32_product_through_onednn_keeps_the_callers_openmp_threads():
         assert openmp.omp_get_max_threads() == 3
     finally:
         blas._switch_float32(library, onednn if chose_onednn else None)
+
+
+@needs_blas
+def test_a_library_that_is_not_onednns_is_refused_with_the_reason(tmp_path):
+    """A missing file, or a library without oneDNN's matmul, is refused with the
+    loader's reason, and the float32 products keep what they used."""
+    library = blas._LIBRARIES[0]
+    before = blas._float32_product(library, np.eye(3), np.arange(6.0).reshape(3, 2))
+    with pytest.raises(RuntimeError, match=r"oneDNN did not load: .*No such file"):
+        blas._switch_float32(library, tmp_path / "libdnnl.so.3")
+    libm = ctypes.util.find_library("m")
+    with pytest.raises(RuntimeError, match="lacks dnnl_sgemm"):
+        blas._switch_float32(library, Path(libm))
+    after = blas._float32_product(library, np.eye(3), np.arange(6.0).reshape(3, 2))
+    np.testing.assert_array_equal(after, before)
+    np.testing.assert_array_equal(after, np.arange(6.0).reshape(3, 2))
 
 
 @pytest.mark.parametrize(

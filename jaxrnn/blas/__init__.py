@@ -224,8 +224,9 @@ def _switch_float32(library: ctypes.CDLL, onednn: Path | None) -> None:
     library.jaxrnn_use_onednn.argtypes = [ctypes.c_char_p]
     library.jaxrnn_use_onednn.restype = ctypes.c_int
     if library.jaxrnn_use_onednn(None if onednn is None else str(onednn).encode()) != 0:
-        library.jaxrnn_use_onednn(None)
-        raise RuntimeError(f"{onednn} did not load (is libgomp.so.1, GCC's OpenMP, installed?)")
+        library.jaxrnn_onednn_error.restype = ctypes.c_char_p
+        why = library.jaxrnn_onednn_error().decode(errors="replace")
+        raise RuntimeError(f"oneDNN did not load: {why}")
     a, b = np.random.default_rng(0).standard_normal((2, 37, 41)).astype(np.float32)
     if not np.allclose(_float32_product(library, a, b.T), a @ b.T, rtol=1e-5, atol=1e-5):
         library.jaxrnn_use_onednn(None)

@@ -99,9 +99,11 @@ void OnednnSgemm(const Onednn& onednn, int ta, int tb, int64_t m, int64_t n, int
                  int64_t ldc) {
   const int threads = onednn.get_threads();
   if (threads != 1) onednn.set_threads(1);
-  onednn.sgemm(ta == kTrans ? 'T' : 'N', tb == kTrans ? 'T' : 'N', m, n, k, 1.0f, a, lda, b, ldb,
-               beta, c, ldc);
+  const int failed = onednn.sgemm(ta == kTrans ? 'T' : 'N', tb == kTrans ? 'T' : 'N', m, n, k,
+                                  1.0f, a, lda, b, ldb, beta, c, ldc);
   if (threads != 1) onednn.set_threads(threads);
+  // Its checks refuse nothing the kernels pass; should they, oneMKL computes c.
+  if (failed != 0) cblas_sgemm(kRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
 }
 
 template <typename T>
@@ -1556,28 +1558,37 @@ ffi::Error GruGrad(ffi::ThreadPool pool, ffi::AnyBuffer w_hh, ffi::AnyBuffer q_r
 
 }  // namespace
 
-// The float32 tanh the loop kernels use on CPUs not Intel's, for the tests (ctypes).
 // Switches every float32 product of the kernels to oneDNN's library at `path`
 // (libdnnl.so.3, with its OpenMP runtime), or with a null path back to oneMKL; for
-// the kernels that start afterwards. 0 when done, -1 when the library or one of its
-// functions is missing (dlerror() says which).
+// the kernels that start afterwards. 0 when done, else -1, and
+// jaxrnn_onednn_error() says why.
+std::string g_onednn_error;
+
 extern "C" int jaxrnn_use_onednn(const char* path) {
   if (path == nullptr) {
     g_onednn.store(nullptr);
     return 0;
   }
   void* library = dlopen(path, RTLD_NOW | RTLD_LOCAL);  // kept loaded for the process
-  if (library == nullptr) return -1;
-  auto* onednn = new Onednn{};  // never freed: a kernel running now may read it
-  onednn->sgemm = reinterpret_cast<decltype(onednn->sgemm)>(dlsym(library, "dnnl_sgemm"));
-  onednn->set_threads =
-      reinterpret_cast<decltype(onednn->set_threads)>(dlsym(library, "omp_set_num_threads"));
-  onednn->get_threads =
-      reinterpret_cast<decltype(onednn->get_threads)>(dlsym(library, "omp_get_max_threads"));
-  if (!onednn->sgemm || !onednn->set_threads || !onednn->get_threads) return -1;
-  g_onednn.store(onednn);
+  if (library == nullptr) {
+    g_onednn_error = dlerror();
+    return -1;
+  }
+  Onednn found{};
+  found.sgemm = reinterpret_cast<decltype(found.sgemm)>(dlsym(library, "dnnl_sgemm"));
+  found.set_threads =
+      reinterpret_cast<decltype(found.set_threads)>(dlsym(library, "omp_set_num_threads"));
+  found.get_threads =
+      reinterpret_cast<decltype(found.get_threads)>(dlsym(library, "omp_get_max_threads"));
+  if (!found.sgemm || !found.set_threads || !found.get_threads) {
+    g_onednn_error = std::string(path) + " lacks dnnl_sgemm or OpenMP's thread count";
+    return -1;
+  }
+  g_onednn.store(new Onednn(found));  // never freed: a kernel running now may read it
   return 0;
 }
+
+extern "C" const char* jaxrnn_onednn_error() { return g_onednn_error.c_str(); }
 
 // Whether the CPU is Intel's (where oneMKL's own code paths run).
 extern "C" int jaxrnn_intel_cpu() { return kIntelCpu ? 1 : 0; }
@@ -1589,6 +1600,7 @@ extern "C" void jaxrnn_float32_product(int64_t m, int64_t n, int64_t k, const fl
   CallGemm<float>(kNoTrans, kNoTrans, m, n, k, a, k, b, n, c, n);
 }
 
+// The float32 tanh the loop kernels use on CPUs not Intel's, for the tests (ctypes).
 extern "C" void jaxrnn_own_tanh(int64_t n, const float* a, float* r) { OwnTanh(n, a, r); }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxrnn_blas_gemm, Gemm,
