@@ -631,15 +631,19 @@ def _parse_results(text: str, name: Path) -> tuple[list[dict[str, Any]], str | N
     return records, None
 
 
+def _check_place(flag: str, path: Path) -> None:
+    """Refuses an output ``path`` that is a folder or lies in no existing folder."""
+    if path.is_dir() or not path.parent.is_dir():
+        raise CommandError(
+            f"{flag} {path}: a file in an existing folder expected (checked before the suite runs)."
+        )
+
+
 def _check_jsonl(path: Path) -> bool:
     """Refuses a ``--jsonl`` file the run could not append to, or should not: a folder, a
     file in no folder, or a file that holds anything but the results of earlier runs
     (as ``--tables-from`` reads them). Returns whether its last line lacks a newline."""
-    if path.is_dir() or not path.parent.is_dir():
-        raise CommandError(
-            f"--jsonl {path}: a file in an existing folder expected (checked before the "
-            "suite runs)."
-        )
+    _check_place("--jsonl", path)
     if not path.is_file():  # nothing there, or a pipe or device (/dev/null): nothing saved
         return False
     try:
@@ -667,11 +671,7 @@ _TABLE_LINES = ("Machine: ", "", "Ratio of times, jaxrnn / peer")
 def _check_markdown(path: Path) -> None:
     """Refuses a ``--markdown`` file that cannot be written, or that holds anything but
     an earlier table of this suite (an empty file aside): ``--markdown`` replaces it."""
-    if path.is_dir() or not path.parent.is_dir():
-        raise CommandError(
-            f"--markdown {path}: a file in an existing folder expected (checked before the "
-            "suite runs)."
-        )
+    _check_place("--markdown", path)
     if not path.exists():
         return
     if not path.is_file():

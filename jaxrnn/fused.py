@@ -859,21 +859,16 @@ def _gru_before_backward_scan(config: _Config, w_hh, k_r, k_z, k_n, r, z, d_ys, 
     ``(d_carry, (d_r, d_z, d_n))``, the gradients w.r.t. the gates' projected inputs
     of every step, from the factors ``k_r = h_prev·σ'(r)``, ``k_z = (h_prev -
     n)·σ'(z)``, ``k_n = (1 - z)·tanh'(n)`` and the gates ``r`` and ``z``."""
-    H, dtype = w_hh.shape[0], d_ys.dtype
+    H, zero = w_hh.shape[0], jnp.zeros((), d_ys.dtype)
     w_hh_t = _weights(config, w_hh.T)
     w_n_t, w_rz_t = w_hh_t[2 * H :], w_hh_t[: 2 * H]
-
-    def masked(valid_t, value):
-        return (
-            value if valid_t is None else jnp.where(valid_t[:, None], value, jnp.zeros((), dtype))
-        )
 
     def body(dh_next, inputs):
         d_y, valid_t, k_r_t, k_z_t, k_n_t, r_t, z_t = inputs
         dh = d_y + dh_next
-        d_n, d_z = masked(valid_t, dh * k_n_t), masked(valid_t, dh * k_z_t)
+        d_n, d_z = _mask(valid_t, dh * k_n_t, zero), _mask(valid_t, dh * k_z_t, zero)
         d_rh = _mm(config, d_n, w_n_t)  # dL/d(r ⊙ h)
-        d_r = masked(valid_t, d_rh * k_r_t)
+        d_r = _mask(valid_t, d_rh * k_r_t, zero)
         d_rz = jnp.concatenate([d_r, d_z], axis=-1)
         dh_prev = dh * z_t + d_rh * r_t + _mm(config, d_rz, w_rz_t)
         return _mask(valid_t, dh_prev, dh), (d_r, d_z, d_n)

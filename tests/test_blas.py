@@ -309,23 +309,17 @@ def test_the_float32_kernels_agree_with_xlas_dot_through_either_library(
 
 
 @needs_blas
-def test_a_float32_product_through_onednn_keeps_the_callers_openmp_threads():
+@pytest.mark.parametrize("float32_library", ["oneDNN"], indirect=True)
+def test_a_float32_product_through_onednn_keeps_the_callers_openmp_threads(float32_library):
     """oneDNN's matmul runs on the calling thread alone (OpenMP's thread count set
     to 1), and the count the caller had is put back: the OpenMP runtime may be
     PyTorch's too."""
-    library, onednn = blas._LIBRARIES[0], blas._find_onednn()
-    if onednn is None:
-        pytest.skip(f"{blas._ONEDNN} is not installed")
-    chose_onednn = "float32 products: oneDNN" in blas.status()
-    blas._switch_float32(library, onednn)
-    try:
-        openmp = ctypes.CDLL("libgomp.so.1")  # the copy oneDNN's library loaded
-        openmp.omp_set_num_threads(3)
-        a, b = np.ones((64, 300), np.float32), np.ones((300, 70), np.float32)
-        np.testing.assert_array_equal(blas._float32_product(library, a, b), np.full((64, 70), 300))
-        assert openmp.omp_get_max_threads() == 3
-    finally:
-        blas._switch_float32(library, onednn if chose_onednn else None)
+    openmp = ctypes.CDLL("libgomp.so.1")  # the copy oneDNN's library loaded
+    openmp.omp_set_num_threads(3)
+    a, b = np.ones((64, 300), np.float32), np.ones((300, 70), np.float32)
+    product = blas._float32_product(blas._LIBRARIES[0], a, b)
+    np.testing.assert_array_equal(product, np.full((64, 70), 300))
+    assert openmp.omp_get_max_threads() == 3
 
 
 @needs_blas

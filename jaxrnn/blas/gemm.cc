@@ -356,7 +356,8 @@ class Scratch {
 
 // A (k, n) right-hand matrix packed for m-row left-hand ones, freed with the object:
 // b's rows ld_b apart (n when 0), or with `transposed` b the (n, k) matrix whose
-// transpose is packed (rows ld_b apart, k when 0).
+// transpose is packed (rows ld_b apart, k when 0). oneDNN packs as it multiplies:
+// for it b is read in place (it must outlive the object), or transposed once.
 template <typename T>
 class PackedMatrix {
  public:
@@ -367,15 +368,14 @@ class PackedMatrix {
     if (ld_b == 0) ld_b = transposed ? k : n;
     if constexpr (std::is_same_v<T, float>) {
       onednn_ = g_onednn.load(std::memory_order_relaxed);
-      if (onednn_ != nullptr) {  // oneDNN packs as it multiplies: a (k, n) row-major copy
-        data_ = Scratch<T>(k * n);
-        T* to = data_.data();
-        if (!transposed) {
-          for (int64_t r = 0; r < k; ++r) std::copy(b + r * ld_b, b + r * ld_b + n, to + r * n);
-          return;
-        }
+      if (onednn_ != nullptr) {
+        b_ = b, ld_b_ = ld_b;
+        if (!transposed) return;
         // Transposed once here: oneDNN's product with a transposed right-hand side
         // took 2.2x as long at a backward step's (32, 2048) x (2048, 256).
+        data_ = Scratch<T>(k * n);
+        T* to = data_.data();
+        b_ = to, ld_b_ = n;
         constexpr int64_t kTile = 32;
         for (int64_t c0 = 0; c0 < n; c0 += kTile) {
           for (int64_t r0 = 0; r0 < k; r0 += kTile) {
@@ -407,8 +407,8 @@ class PackedMatrix {
     if (ld_c == 0) ld_c = n_;
     if constexpr (std::is_same_v<T, float>) {
       if (onednn_ != nullptr) {
-        return OnednnSgemm(*onednn_, kNoTrans, kNoTrans, m_, n_, k_, a, k_, data_.data(), n_, beta,
-                           c, ld_c);
+        return OnednnSgemm(*onednn_, kNoTrans, kNoTrans, m_, n_, k_, a, k_, b_, ld_b_, beta, c,
+                           ld_c);
       }
       cblas_sgemm_compute(kRowMajor, kNoTrans, kPacked, m_, n_, k_, a, k_, data_.data(), n_, beta,
                           c, ld_c);
@@ -420,8 +420,10 @@ class PackedMatrix {
 
  private:
   int64_t m_, n_, k_;
-  Scratch<T> data_;
-  const Onednn* onednn_ = nullptr;  // float32 through oneDNN: data_ holds b, (k, n)
+  Scratch<T> data_;  // oneMKL's packed b, or for oneDNN b transposed
+  const Onednn* onednn_ = nullptr;  // float32 through oneDNN: b_ is b, (k, n), ld_b_ apart
+  const T* b_ = nullptr;
+  int64_t ld_b_ = 0;
 };
 
 // Hidden units [u0, u0 + n) of a (k, gates H) weight of a cell's gates (the LSTM's
@@ -460,7 +462,8 @@ class GateBand {
             std::copy(from, from + n, gathered.data() + (r * width + b) * n);
           }
         }
-        runs_.push_back({slot_of[g], add, PackedMatrix<T>(m, width * n, k, gathered.data())});
+        PackedMatrix<T> pack(m, width * n, k, gathered.data());  // may read it in place
+        runs_.push_back({slot_of[g], add, std::move(pack), std::move(gathered)});
       }
       g += width;
     }
@@ -478,6 +481,7 @@ class GateBand {
     int64_t slot;
     bool add;
     PackedMatrix<T> pack;
+    Scratch<T> gathered;  // the gathered columns that pack may read
   };
   int64_t n_, slots_;
   std::vector<Run> runs_;
