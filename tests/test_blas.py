@@ -45,7 +45,7 @@ def lowered_text(fn, *args):
 
 
 def test_the_dev_install_has_the_onemkl_custom_call():
-    if os.environ.get("JAXRNN_BLAS", "").lower() in ("xla", "0", "off", "no", "false"):
+    if os.environ.get("JAXRNN_BLAS", "").lower() in blas._OFF:
         pytest.skip("switched off by JAXRNN_BLAS")
     if not (sys.platform.startswith("linux") and platform.machine() == "x86_64"):
         pytest.skip("the dev extra installs oneMKL on x86-64 Linux only")
@@ -336,6 +336,15 @@ def test_a_library_that_is_not_onednns_is_refused_with_the_reason(tmp_path):
     after = blas._float32_product(library, np.eye(3), np.arange(6.0).reshape(3, 2))
     np.testing.assert_array_equal(after, before)
     np.testing.assert_array_equal(after, np.arange(6.0).reshape(3, 2))
+
+
+def test_a_misspelt_environment_setting_is_refused_with_the_choices():
+    code = "from jaxrnn import blas; blas.status()"
+    env = {**os.environ, "JAXRNN_BLAS": "onedn"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "JAXRNN_BLAS='onedn' is not a setting of jaxrnn.blas" in done.stderr
+    assert "xla (XLA's dot), mkl" in done.stderr
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ call it instead:
   go to oneDNN's matmul (``dnnl_sgemm``, from the ``onednn-cpu-gomp`` wheel that
   ``jaxrnn[cpu]`` installs), also on one thread per band: on an AMD EPYC (Zen 4)
   it runs a 256-unit LSTM's step products 1.2-1.4x faster. ``JAXRNN_BLAS=mkl``
-  keeps them on oneMKL, ``JAXRNN_BLAS=onednn`` puts them on oneDNN on any CPU.
+  keeps them on oneMKL, ``JAXRNN_BLAS=onednn`` puts them on oneDNN on any CPU
+  (``auto``, the default, as above; any other value is refused).
 - It lowers to the custom call on CPUs only; on other platforms, for other
   dtypes, or when oneMKL or a compiler is missing, it is ``lax.dot_general``.
 - The same library holds the two loops of the LSTM, the GRU and the Elman
@@ -79,6 +80,7 @@ _ONEDNN = "onednn-cpu-gomp"
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _use = True  # ``use``'s switch, read when a function is traced
+_OFF = ("xla", "0", "off", "no", "false")  # the values of JAXRNN_BLAS that switch it off
 
 
 class _Loaded(NamedTuple):
@@ -256,9 +258,15 @@ _LIBRARIES: list[ctypes.CDLL] = []  # the custom call's library, kept loaded
 @functools.cache
 def _load() -> _Loaded:
     """Find oneMKL, compile and register the custom call; once per process."""
-    choice = os.environ.get("JAXRNN_BLAS", "auto").lower()
-    if choice in ("xla", "0", "off", "no", "false"):
+    choice = os.environ.get("JAXRNN_BLAS", "auto").strip().lower()
+    if choice in _OFF:
         return _Loaded(False, "switched off by JAXRNN_BLAS; XLA's dot is used")
+    if choice not in ("auto", "", "1", "on", "yes", "true", "mkl", "onednn"):
+        raise ValueError(
+            f"JAXRNN_BLAS={os.environ['JAXRNN_BLAS']!r} is not a setting of jaxrnn.blas: "
+            "set it to xla (XLA's dot), mkl (oneMKL for every product), onednn (oneDNN's "
+            "float32 products) or auto (the default: oneDNN's on CPUs not Intel's), or unset it."
+        )
     if not sys.platform.startswith("linux"):
         return _Loaded(False, f"the oneMKL custom call is built on Linux only, not {sys.platform}")
     mkl = _find_mkl()
