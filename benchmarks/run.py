@@ -20,6 +20,7 @@ jaxrnn is faster).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -34,6 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import contenders as contenders_module
+import numpy as np
 from workloads import WORKLOADS, Workload, tiny
 
 from jaxrnn.checkpoint import write_atomically
@@ -54,6 +56,7 @@ DEFAULT_CONTENDERS = (
 BURST = 2  # timed calls per contender per round, after one untimed call
 FAILED = "failed:"  # how a contender's record says it failed to build or run
 SETTLE_S = 0.03  # idle time before each contender's burst
+ROOF_SIZE = 2048  # the square float32 matmul whose rate a pass's matmul rate is read against
 PEERS_IN_TABLE = (
     "pytorch",
     "flax",
@@ -317,6 +320,61 @@ def run_workload(
             yield {"workload": workload.name, "pass": pass_, "contender": name, "skipped": reason}
 
 
+def matmul_roof(backend: str, size: int = ROOF_SIZE, repeats: int = 5) -> dict[str, Any]:
+    """The rate, GFLOP/s, of one (size, size) x (size, size) float32 matmul here through
+    each library the contenders multiply with: XLA's dot (flax, equinox), jaxrnn.blas
+    (jaxrnn's CPU kernels) and PyTorch's ``torch.mm`` (with all its threads); the median
+    of ``repeats`` calls after one untimed call. The fastest is the machine's matmul
+    rate that the tables read each pass's rate against."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrnn import blas
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size), dtype=np.float32) for _ in range(2))
+    a_jax, b_jax = jax.device_put(a), jax.device_put(b)
+    dot = jax.jit(jnp.dot)
+    calls = {"jnp.dot": lambda: dot(a_jax, b_jax).block_until_ready()}
+    if backend == "cpu" and blas.active(np.float32):
+        product = jax.jit(blas.matmul)
+        calls["jaxrnn.blas"] = lambda: product(a_jax, b_jax).block_until_ready()
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None and (backend != "gpu" or torch.cuda.is_available()):
+        device = "cuda" if backend == "gpu" else "cpu"
+        a_torch, b_torch = torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)
+
+        def mm() -> None:
+            torch.mm(a_torch, b_torch)
+            if device == "cuda":
+                torch.cuda.synchronize()
+
+        calls["torch.mm"] = mm
+    gflops = {}
+    for name, call in calls.items():
+        call()
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            seconds.append(time.perf_counter() - start)
+        gflops[name] = round(2 * size**3 / statistics.median(seconds) / 1e9, 1)
+    return {"roof": "float32 matmul", "size": size, "gflops": gflops}
+
+
+def matmul_rate(record: dict[str, Any]) -> float | None:
+    """The GFLOP/s of a timed record's matrix products (``Workload.matmul_flops`` at the
+    record's sizes over its median time); ``None`` for a workload this suite lacks."""
+    workload = WORKLOADS.get(record["workload"])
+    if workload is None or "median_ms" not in record:
+        return None
+    sized = dataclasses.replace(workload, **{k: record[k] for k in workload.sizes if k in record})
+    return sized.matmul_flops(record["pass"]) / (record["median_ms"] * 1e6)
+
+
 # The cells whose one-layer training pass the compile-time sweep compiles.
 SCALING_CELLS = ("lstm", "gru", "elman")
 
@@ -427,6 +485,30 @@ def tables(
     for workload, pass_ in rows:
         cells = [_ms(found.get((workload, pass_, p))) for p in everyone]
         lines.append(f"| {workload} | {pass_} | " + " | ".join(cells) + " |")
+
+    roof = next((r for r in reversed(records) if "roof" in r), None)
+    if roof is not None and roof["gflops"]:
+        best = max(roof["gflops"], key=roof["gflops"].get)
+        top = roof["gflops"][best]
+        lines += [
+            "",
+            "Rate of the matrix products, GFLOP/s: a pass's matmul FLOPs (the work none",
+            "can skip: Workload.matmul_flops) over its median time, in brackets the share",
+            f"of this machine's float32 matmul rate ({top:.0f} GFLOP/s: {best}, "
+            f"{roof['size']}x{roof['size']}; "
+            + ", ".join(f"{name} {rate:.0f}" for name, rate in roof["gflops"].items())
+            + ").",
+            "",
+            "| workload | pass | " + " | ".join(label[p] for p in everyone) + " |",
+            "|---|---|" + "---:|" * len(everyone),
+        ]
+        for workload, pass_ in rows:
+            cells = []
+            for name in everyone:
+                record = found.get((workload, pass_, name))
+                rate = None if record is None else matmul_rate(record)
+                cells.append("—" if rate is None else f"{rate:.0f} ({rate / top:.0%})")
+            lines.append(f"| {workload} | {pass_} | " + " | ".join(cells) + " |")
 
     # The contenders that compile (PyTorch's records hold no compile time).
     jax_names = [
@@ -584,6 +666,7 @@ def run(args: argparse.Namespace) -> int:
         records.append(record)
 
     try:
+        emit(matmul_roof(backend, 256 if args.tiny else ROOF_SIZE))
         for workload in chosen:
             print(f"# {workload.name}: {workload.about}", file=sys.stderr, flush=True)
             for record in run_workload(

@@ -19,7 +19,10 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["WORKLOADS", "Workload", "tiny"]
+__all__ = ["GATES", "WORKLOADS", "Workload", "tiny"]
+
+GATES = {"lstm": 4, "gru": 3, "elman": 1}
+"""Blocks of H columns in a cell's weights: the LSTM's i f g o, the GRU's r z n."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +64,27 @@ class Workload:
             return {"xs": xs, "targets": tokens[1:].astype(np.int32)}
         xs = rng.standard_normal((self.time, self.batch, self.input_size), dtype=np.float32)
         return {"xs": xs}
+
+    def matmul_flops(self, pass_: str) -> int:
+        """Floating-point operations (2 per multiply-add) of the matrix products of a
+        ``"forward"`` or ``"train"`` pass, the work no implementation can skip.
+
+        Per layer l and step: ``x_t @ W_ih`` of shape (B, I_l) x (I_l, G H) and
+        ``h @ W_hh``, (B, H) x (H, G H), G the cell's gate blocks (:data:`GATES`), I_l
+        the input size for the first layer and H above; with ``train_step`` the output
+        layer's (B, H) x (H, I) too. A training pass (the gradients of the parameters)
+        adds each product's two gradients, products of its size, but for the gradient
+        of the inputs ``xs`` (none is asked for). The elementwise work (gates,
+        activations, loss, optimizer) is left out.
+        """
+        G, T, B, H = GATES[self.cell], self.time, self.batch, self.hidden_size
+        inputs = [self.input_size] + [H] * (self.num_layers - 1)
+        forward = sum(2 * T * B * (i + H) * G * H for i in inputs)
+        if self.train_step:
+            forward += 2 * T * B * H * self.input_size
+        if pass_ == "forward":
+            return forward
+        return 3 * forward - 2 * T * B * self.input_size * G * H
 
     @property
     def sizes(self) -> dict[str, int]:

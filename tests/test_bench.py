@@ -39,6 +39,15 @@ def test_jaxrnn_bench_runs_every_peer_on_a_tiny_layer(tmp_path, capsys):
     assert any("cuDNN" in r.get("skipped", "") for r in records)  # no GPU here
     assert "| lstm | train |" in table and "Ratio of times, jaxrnn / peer" in table
     assert table in capsys.readouterr().out
+    # The machine's matmul rate, measured first, and each pass's rate read against it.
+    (roof,) = [r for r in records if "roof" in r]
+    from jaxrnn import blas
+
+    libraries = {"jnp.dot", "torch.mm"} | ({"jaxrnn.blas"} if blas.available() else set())
+    assert roof["size"] == 256 and set(roof["gflops"]) == libraries
+    assert all(rate > 0 for rate in roof["gflops"].values())
+    rates = table[table.index("Rate of the matrix products") :]
+    assert f"{max(roof['gflops'].values()):.0f} GFLOP/s" in rates and "| lstm | train |" in rates
 
     # The tables again from the saved results, running nothing; from a run cut
     # short, those of what it finished.
@@ -153,6 +162,60 @@ def test_a_jax_training_step_waits_for_every_output(name, monkeypatch):
     assert loss.shape == ()
     leaves = jax.tree.leaves((params, opt_state))
     assert len(leaves) > 4 and all(isinstance(a, jax.Array) for a in leaves)
+
+
+def _dot_flops(jaxpr, times=1):
+    """2 x the multiply-adds of every dot_general a jaxpr runs, a scan's body once per
+    step: the count the workloads' formula must agree with."""
+    import math
+
+    import jax.extend
+
+    flops = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (contracted, _), _ = eqn.params["dimension_numbers"]
+            lhs = eqn.invars[0].aval.shape
+            out = eqn.outvars[0].aval.shape  # each output element: one contracted length
+            flops += times * 2 * math.prod(out) * math.prod(lhs[d] for d in contracted)
+        inner = times * eqn.params["length"] if eqn.primitive.name == "scan" else times
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, tuple | list) else [value]:
+                if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                    flops += _dot_flops(sub.jaxpr, inner)
+                elif isinstance(sub, jax.extend.core.Jaxpr):
+                    flops += _dot_flops(sub, inner)
+    return flops
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "elman", "char-lstm-train"])
+def test_matmul_flops_are_those_of_the_products_autodiff_runs(name, monkeypatch):
+    # Counted from the jaxpr of jaxrnn's plain layer (no fused kernel) and its
+    # gradient with respect to the parameters: the formula the rate table uses.
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import contenders
+    from workloads import WORKLOADS, tiny
+
+    workload = tiny(WORKLOADS[name])
+    data = workload.inputs()
+    if workload.train_step:
+        init, loss = contenders._jaxrnn_char(workload, fused=False)
+        params, _ = init()
+
+        def forward(p):
+            return loss(p, data["xs"], data["targets"])
+
+    else:
+        params, layer = contenders._jaxrnn_layer(workload, fused=False)
+
+        def forward(p):
+            return jax.numpy.sum(layer(p, data["xs"]))
+
+    counted = {
+        "forward": _dot_flops(jax.make_jaxpr(forward)(params).jaxpr),
+        "train": _dot_flops(jax.make_jaxpr(jax.grad(forward))(params).jaxpr),
+    }
+    assert counted == {p: workload.matmul_flops(p) for p in ("forward", "train")}
 
 
 @pytest.mark.parametrize(("name", "onednn"), [("pytorch", True), ("pytorch-aten", False)])
@@ -323,7 +386,8 @@ def test_a_workload_none_of_whose_contenders_runs_is_recorded_as_skipped(tmp_pat
     argv = ["bench", "elman", "--tiny", "--repeats", "1", "--warmup", "0"]
     assert cli.main([*argv, "--contenders", "equinox", "--jsonl", str(jsonl)]) == 0
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert [(r["pass"], r["skipped"]) for r in records] == [
+    assert "roof" in records[0]  # the machine's matmul rate, measured first
+    assert [(r["pass"], r["skipped"]) for r in records[1:]] == [
         ("forward", "equinox has no Elman cell"),
         ("train", "equinox has no Elman cell"),
     ]
@@ -588,6 +652,8 @@ def fake_suite(monkeypatch):
 
     monkeypatch.setattr(runner, "machine", lambda: INFO)
     monkeypatch.setattr(runner, "run_workload", run_workload)
+    roof = {"roof": "float32 matmul", "size": 2048, "gflops": {"jnp.dot": 100.0}}
+    monkeypatch.setattr(runner, "matmul_roof", lambda backend, size: roof)
     return runs
 
 
@@ -604,7 +670,7 @@ def test_the_output_files_are_appended_to_and_replaced_only_by_their_own_kind(tm
     # gpu.md twice: after the run, and with --tables-from).
     assert cli.main([*SUITE, "--jsonl", str(jsonl), "--markdown", str(markdown)]) == 0
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert [r["median_ms"] for r in records] == [1.0, 2.0]
+    assert [r.get("median_ms", "roof") for r in records] == ["roof", 1.0, "roof", 2.0]
     assert "| elman | forward | 2.00 |" in markdown.read_text(encoding="utf-8")
     assert cli.main(["bench", "--tables-from", str(jsonl), "--markdown", str(markdown)]) == 0
     assert "| elman | forward | 2.00 |" in markdown.read_text(encoding="utf-8")
@@ -612,7 +678,7 @@ def test_the_output_files_are_appended_to_and_replaced_only_by_their_own_kind(tm
     jsonl.write_text(jsonl.read_text().rstrip("\n"))
     assert cli.main([*SUITE, "--jsonl", str(jsonl)]) == 0
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert [r["median_ms"] for r in records] == [1.0, 2.0, 3.0]
+    assert [r["median_ms"] for r in records if "roof" not in r] == [1.0, 2.0, 3.0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl", "r.md"]
 
 
