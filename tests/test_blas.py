@@ -64,6 +64,28 @@ def test_the_dev_install_has_the_onemkl_custom_call():
 needs_blas = pytest.mark.skipif(not blas.available(), reason=blas.status())
 
 
+_AVX512 = "avx512f avx512dq avx512bw avx512vl"
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "flags"),
+    [
+        (f"vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 fma {_AVX512}\n", "avx512"),
+        (f"vendor_id\t: GenuineIntel\nflags\t\t: fpu avx2 fma {_AVX512}\n", "avx2"),
+        ("vendor_id\t: AuthenticAMD\nflags\t\t: fpu avx2 fma avx512f\n", "avx2"),
+        ("vendor_id\t: AuthenticAMD\nflags\t\t: fpu sse4_2 avx\n", "none"),
+        ("processor\t: 0\n", "none"),
+    ],
+)
+def test_the_kernels_vector_flags_follow_the_cpu(cpuinfo, flags):
+    # 512-bit vectors on CPUs not Intel's that have AVX-512's four parts; Intel's keep
+    # 256 bits; a CPU without AVX2 and FMA gets the compiler's defaults.
+    avx2 = ["-mavx2", "-mfma"]
+    avx512 = [*avx2, "-mavx512bw", "-mavx512dq", "-mavx512f", "-mavx512vl"]
+    expected = {"avx512": [*avx512, "-mprefer-vector-width=512"], "avx2": avx2, "none": []}
+    assert blas._vector_flags(cpuinfo) == expected[flags]
+
+
 @needs_blas
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("transpose_a", [False, True])
