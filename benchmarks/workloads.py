@@ -77,6 +77,8 @@ class Workload:
         of the inputs ``xs`` (none is asked for). The elementwise work (gates,
         activations, loss, optimizer) is left out.
         """
+        if pass_ not in ("forward", "train"):
+            raise ValueError(f"pass_ is 'forward' or 'train', got {pass_!r}")
         G, T, B, H = GATES[self.cell], self.time, self.batch, self.hidden_size
         inputs = [self.input_size] + [H] * (self.num_layers - 1)
         forward = sum(2 * T * B * (i + H) * G * H for i in inputs)

@@ -10,7 +10,7 @@ from pathlib import Path
 import jax
 import pytest
 
-from jaxrnn import cli
+from jaxrnn import blas, cli
 from jaxrnn.commands import bench
 
 
@@ -41,8 +41,6 @@ def test_jaxrnn_bench_runs_every_peer_on_a_tiny_layer(tmp_path, capsys):
     assert table in capsys.readouterr().out
     # The machine's matmul rate, measured first, and each pass's rate read against it.
     (roof,) = [r for r in records if "roof" in r]
-    from jaxrnn import blas
-
     libraries = {"jnp.dot", "torch.mm"} | ({"jaxrnn.blas"} if blas.available() else set())
     assert roof["size"] == 256 and set(roof["gflops"]) == libraries
     assert all(rate > 0 for rate in roof["gflops"].values())

@@ -136,7 +136,8 @@ def _vector_flags(cpuinfo: str | None = None) -> list[str]:
     if not {"avx2", "fma"} <= flags:
         return []
     avx512 = ["avx512bw", "avx512dq", "avx512f", "avx512vl"]
-    if not set(avx512) <= flags or re.search(r"^vendor_id\s*:\s*GenuineIntel", cpuinfo, re.M):
+    intel = re.search(r"^vendor_id\s*:\s*GenuineIntel", cpuinfo, re.MULTILINE)
+    if intel or not set(avx512) <= flags:
         return ["-mavx2", "-mfma"]
     return ["-mavx2", "-mfma", *(f"-m{name}" for name in avx512), "-mprefer-vector-width=512"]
 
