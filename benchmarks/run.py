@@ -326,7 +326,18 @@ def matmul_roof(backend: str, size: int = ROOF_SIZE, repeats: int = 10) -> dict[
     (jaxrnn's CPU kernels) and PyTorch's ``torch.mm`` (with all its threads); the best
     of ``repeats`` calls after one untimed call (a ceiling: a busy machine only slows a
     call). The fastest is the machine's matmul rate that the tables read each pass's
-    rate against."""
+    rate against.
+
+    Examples:
+      >>> roof = matmul_roof("cpu", size=64, repeats=2)
+      >>> roof["roof"], roof["size"], "jnp.dot" in roof["gflops"]
+      ('float32 matmul', 64, True)
+      >>> matmul_roof("cpu", size=0)
+      Traceback (most recent call last):
+      ValueError: size and repeats must be at least 1, got 0 and 10
+    """
+    if size < 1 or repeats < 1:
+        raise ValueError(f"size and repeats must be at least 1, got {size} and {repeats}")
     import jax
     import jax.numpy as jnp
 
@@ -368,7 +379,14 @@ def matmul_roof(backend: str, size: int = ROOF_SIZE, repeats: int = 10) -> dict[
 
 def matmul_rate(record: dict[str, Any]) -> float | None:
     """The GFLOP/s of a timed record's matrix products (``Workload.matmul_flops`` at the
-    record's sizes over its median time); ``None`` for a workload this suite lacks."""
+    record's sizes over its median time); ``None`` for a workload this suite lacks.
+
+    Examples:
+      >>> matmul_rate({"workload": "lstm", "pass": "forward", "median_ms": 16.0})
+      157.2864
+      >>> matmul_rate({"workload": "mine", "pass": "forward", "median_ms": 1.0}) is None
+      True
+    """
     workload = WORKLOADS.get(record["workload"])
     if workload is None or "median_ms" not in record:
         return None

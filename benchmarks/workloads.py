@@ -76,6 +76,16 @@ class Workload:
         adds each product's two gradients, products of its size, but for the gradient
         of the inputs ``xs`` (none is asked for). The elementwise work (gates,
         activations, loss, optimizer) is left out.
+
+        Examples:
+          >>> lstm = WORKLOADS["lstm"]  # T=100, B=32, I=128, H=256
+          >>> lstm.matmul_flops("forward") == 2 * 100 * 32 * (128 + 256) * 4 * 256
+          True
+          >>> lstm.matmul_flops("train") / 1e9
+          6.7108864
+          >>> lstm.matmul_flops("backward")
+          Traceback (most recent call last):
+          ValueError: pass_ is 'forward' or 'train', got 'backward'
         """
         if pass_ not in ("forward", "train"):
             raise ValueError(f"pass_ is 'forward' or 'train', got {pass_!r}")

@@ -216,6 +216,20 @@ def test_matmul_flops_are_those_of_the_products_autodiff_runs(name, monkeypatch)
     assert counted == {p: workload.matmul_flops(p) for p in ("forward", "train")}
 
 
+def test_the_rate_functions_examples_run(monkeypatch):
+    # The benchmark modules are not in jaxrnn's package, whose docstrings
+    # test_docstrings runs: the examples of matmul_flops, matmul_roof and matmul_rate.
+    import doctest
+
+    monkeypatch.syspath_prepend(str(bench._RUNNER.parent))
+    import workloads
+
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    for module in (workloads, bench._runner()):
+        result = doctest.testmod(module, optionflags=flags, verbose=False, report=True)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
 @pytest.mark.parametrize(("name", "onednn"), [("pytorch", True), ("pytorch-aten", False)])
 def test_pytorch_aten_contender_runs_with_onednn_off(name, onednn, monkeypatch):
     torch = pytest.importorskip("torch")

@@ -81,6 +81,7 @@ _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 _use = True  # ``use``'s switch, read when a function is traced
 _OFF = ("xla", "0", "off", "no", "false")  # the values of JAXRNN_BLAS that switch it off
+_AUTO = ("auto", "", "1", "on", "yes", "true")  # ... that leave the choice to the CPU
 
 
 class _Loaded(NamedTuple):
@@ -272,7 +273,7 @@ def _load() -> _Loaded:
     choice = os.environ.get("JAXRNN_BLAS", "auto").strip().lower()
     if choice in _OFF:
         return _Loaded(False, "switched off by JAXRNN_BLAS; XLA's dot is used")
-    if choice not in ("auto", "", "1", "on", "yes", "true", "mkl", "onednn"):
+    if choice not in (*_AUTO, "mkl", "onednn"):
         raise ValueError(
             f"JAXRNN_BLAS={os.environ['JAXRNN_BLAS']!r} is not a setting of jaxrnn.blas: "
             "set it to xla (XLA's dot), mkl (oneMKL for every product), onednn (oneDNN's "

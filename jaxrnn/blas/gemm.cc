@@ -378,9 +378,10 @@ class PackedMatrix {
         b_ = to, ld_b_ = n;
         constexpr int64_t kTile = 32;
         for (int64_t c0 = 0; c0 < n; c0 += kTile) {
+          const int64_t c1 = std::min(n, c0 + kTile);
           for (int64_t r0 = 0; r0 < k; r0 += kTile) {
-            for (int64_t c = c0; c < std::min(n, c0 + kTile); ++c) {
-              const int64_t r1 = std::min(k, r0 + kTile);
+            const int64_t r1 = std::min(k, r0 + kTile);
+            for (int64_t c = c0; c < c1; ++c) {
               for (int64_t r = r0; r < r1; ++r) to[r * n + c] = b[c * ld_b + r];
             }
           }
