@@ -618,7 +618,7 @@ void Factors(int64_t n, int64_t m, int64_t H, const T* a, const T* c_prev, const
 // h = σ(o) tanh(c_new) into h and the outputs y (both with rows H apart), and
 // c_new becoming c (by swapping the buffers when every row is valid). A row past
 // its length (valid[r] false, valid given) keeps its c and its h (copied from
-// h_prev where that is another buffer) and outputs zeros.
+// h_prev where that is another buffer) and outputs zeros. h may be y itself.
 template <typename T>
 void NewStates(int64_t n, int64_t m, int64_t H, const T* a, const T* tanh_c, const bool* valid,
                const T* h_prev, T* h, T* y, std::vector<T>& c, std::vector<T>& c_new) {
@@ -633,7 +633,7 @@ void NewStates(int64_t n, int64_t m, int64_t H, const T* a, const T* tanh_c, con
     const T* __restrict o = a + r * 4 * m + 3 * m;  // tanh(o/2), by Gates
     const T* __restrict tc = tanh_c + r * m;
     for (int64_t u = 0; u < m; ++u) hr[u] = (o[u] * T(0.5) + T(0.5)) * tc[u];
-    std::copy(hr, hr + m, yr);
+    if (yr != hr) std::copy(hr, hr + m, yr);
     if (valid != nullptr) {
       std::copy(c_new.data() + r * m, c_new.data() + (r + 1) * m, c.data() + r * m);
     }
@@ -687,6 +687,8 @@ enum class Activation : int64_t { kTanh = 0, kRelu = 1, kSigmoid = 2 };
 
 // What an Elman step does after its matmul: h = act(a + b), σ(a) = tanh(a/2)/2 +
 // 1/2 as for the LSTM's gates. A row past its length keeps its h and outputs zeros.
+// h may be y itself; where every row is valid and h's rows are whole (n = H), the
+// activation is written straight into h, not through a.
 template <typename T>
 struct ElmanCell {
   static constexpr int64_t kGates = 1, kSlots = 1;
@@ -709,24 +711,25 @@ struct ElmanCell {
         for (int64_t u = 0; u < n; ++u) row[u] += b[u];
       }
     }
-    if (activation != Activation::kRelu) Tanh<T>(rows * n, a, a);
+    const bool straight = valid == nullptr && n == H && activation != Activation::kRelu;
+    if (activation != Activation::kRelu) Tanh<T>(rows * n, a, straight ? h : a);
     for (int64_t r = 0; r < rows; ++r) {
-      T* __restrict hr = h + r * H;
+      T* hr = h + r * H;
       T* yr = y + r * H;
       if (valid != nullptr && !valid[r]) {
         if (h_prev != h) std::copy(h_prev + r * H, h_prev + r * H + n, hr);
         std::fill(yr, yr + n, T(0));
         continue;
       }
-      const T* __restrict row = a + r * n;
+      const T* row = straight ? hr : a + r * n;  // tanh(a) or tanh(a/2), or a for ReLU
       if (activation == Activation::kRelu) {
         for (int64_t u = 0; u < n; ++u) hr[u] = row[u] > T(0) ? row[u] : T(0);
       } else if (activation == Activation::kSigmoid) {
         for (int64_t u = 0; u < n; ++u) hr[u] = row[u] * T(0.5) + T(0.5);
-      } else {
+      } else if (!straight) {
         std::copy(row, row + n, hr);
       }
-      std::copy(hr, hr + n, yr);
+      if (yr != hr) std::copy(hr, hr + n, yr);
     }
   }
 
@@ -809,7 +812,7 @@ struct GruCell {
         const T zg = rz[n + u] * T(0.5) + T(0.5);
         hr[u] = nr[u] + zg * (hp[u] - nr[u]);
       }
-      std::copy(hr, hr + n, yr);
+      if (yr != hr) std::copy(hr, hr + n, yr);
     }
   }
 
@@ -822,7 +825,9 @@ struct GruCell {
 // (rows, I) x (I, G) and (rows, H) x (H, G), both weights packed once per call.
 // For small steps only: a thread the pool starts late, or the system pauses, holds
 // the call up by all the steps of its rows (the cut by columns rebalances at every
-// step, at the price of a synchronisation per step).
+// step, at the price of a synchronisation per step). Where every row is valid a
+// step's state h is its output: the cell writes it straight into the step's rows
+// of ys, and the next step's product reads it there (no copies of h).
 template <typename T, typename Cell>
 void ForwardByRows(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, int64_t B, int64_t I,
                    int64_t H, const T* xs, const T* w_ih, const T* w_hh, const T* bias,
@@ -841,15 +846,18 @@ void ForwardByRows(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, int64
     }
     const GateBand<T> w_h(n, H, H, 0, H, gates, w_hh, HiddenSlots<Cell>(), slots,
                           I > 0 ? gates : 0);
+    const T* h_prev = h.data();
     for (int64_t s = 0; s < steps; ++s) {
       const int64_t t = reverse ? steps - 1 - s : s;
+      T* y = ys + (t * B + r0) * H;
+      T* h_new = valid == nullptr ? y : h.data();
       if (w_x) w_x->Multiply(xs + (t * B + r0) * I, a.data());
-      w_h.Multiply(h.data(), a.data());
+      w_h.Multiply(h_prev, a.data());
       cell.Step(state, t, r0, n, 0, H, a.data(), bias,
-                valid == nullptr ? nullptr : valid + t * B + r0, h.data(), h.data(),
-                ys + (t * B + r0) * H);
+                valid == nullptr ? nullptr : valid + t * B + r0, h_prev, h_new, y);
+      h_prev = h_new;
     }
-    std::copy(h.begin(), h.end(), h_last + r0 * H);
+    std::copy(h_prev, h_prev + n * H, h_last + r0 * H);
     cell.Finish(state, r0, n, 0, H);
   });
 }
@@ -975,6 +983,12 @@ void ForwardByColumns(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, in
   for (int64_t j = 0; j < count; ++j) std::tie(bands[j].u0, bands[j].u1) = Band(H, count, j);
   std::vector<T> states(2 * B * H);  // (2, B, H): h before and after a step
   std::copy(h0, h0 + B * H, states.begin());
+  // h after loop step s - 1 (h0 for s = 0): where every row is valid, the (B, H) of
+  // ys the step wrote (a step's state is its output; no copies of h), else states'.
+  auto h_after = [&](int64_t s) -> T* {
+    if (valid == nullptr && s > 0) return ys + (reverse ? steps - s : s - 1) * B * H;
+    return states.data() + (s % 2) * B * H;
+  };
   const int64_t widest = slots * (bands.back().u1 - bands.back().u0);  // the last band's
   const int64_t chunk =
       I > 0 ? std::clamp<int64_t>(kChunkBytes / static_cast<int64_t>(B * widest * sizeof(T)), 1,
@@ -1058,16 +1072,15 @@ void ForwardByColumns(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, in
           }
           a += ((q % 2) * chunk + t - first_time(q)) * B * Sb;
         }
-        const T* h_prev = states.data() + (s % 2) * B * H;
-        T* h_next = states.data() + ((s + 1) % 2) * B * H;
+        const T* h_prev = h_after(s);
+        T* h_next = h_after(s + 1);
         band.w_h->Multiply(h_prev, a);
         cell.Step(band.state, t, 0, B, u0, n, a, band.bias.data(),
                   valid == nullptr ? nullptr : valid + t * B, h_prev + u0, h_next + u0,
                   ys + t * B * H + u0);
       },
       fill);
-  std::copy(states.begin() + (steps % 2) * B * H, states.begin() + (steps % 2 + 1) * B * H,
-            h_last);
+  std::copy(h_after(steps), h_after(steps) + B * H, h_last);
   for (const ColumnBand& band : bands) cell.Finish(band.state, 0, B, band.u0, band.u1 - band.u0);
 }
 
