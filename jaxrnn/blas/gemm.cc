@@ -1292,7 +1292,9 @@ void ElmanBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, c
   auto time = [&](int64_t s) { return reverse ? s : steps - 1 - s; };
   // Step t for rows [r0, r0 + rows) and units [u0, u0 + n): d_pre from dh (rows,
   // n), the gradient w.r.t. h_t less d_y, which becomes what passes to h_{t-1}
-  // before the product adds d_pre W_hhᵀ: 0, or dh itself past a length.
+  // before the product adds d_pre W_hhᵀ: 0, or dh itself past a length. Where every
+  // row is valid the product overwrites dh instead (beta 0), and nothing is zeroed.
+  const T beta = valid == nullptr ? T(0) : T(1);
   auto step = [&](int64_t t, int64_t r0, int64_t rows, int64_t u0, int64_t n, T* dh) {
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t at = (t * B + r0 + r) * H + u0;
@@ -1312,7 +1314,7 @@ void ElmanBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, c
       } else {
         for (int64_t u = 0; u < n; ++u) out[u] = y[u] > T(0) ? d_y[u] + g[u] : T(0);
       }
-      std::fill(g, g + n, T(0));
+      if (valid != nullptr) std::fill(g, g + n, T(0));
     }
   };
   const bool large = H * H * static_cast<int64_t>(sizeof(T)) >= kColumnCutBytes;
@@ -1327,7 +1329,7 @@ void ElmanBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, c
       for (int64_t s = 0; s < steps; ++s) {
         const int64_t t = time(s);
         step(t, r0, rows, 0, H, dh.data());
-        w.Multiply(d_pre + (t * B + r0) * H, dh.data(), T(1));
+        w.Multiply(d_pre + (t * B + r0) * H, dh.data(), beta);
       }
       std::copy(dh.begin(), dh.end(), dh_first + r0 * H);
     });
@@ -1343,7 +1345,7 @@ void ElmanBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, c
                                                /*transposed=*/true);
   };
   auto product = [&](State& band, int64_t t) {
-    band.w->Multiply(d_pre + t * B * H, band.dh.data(), T(1));
+    band.w->Multiply(d_pre + t * B * H, band.dh.data(), beta);
   };
   auto by_band = [&](State& band, int64_t t) {
     step(t, 0, B, band.u0, band.u1 - band.u0, band.dh.data());
