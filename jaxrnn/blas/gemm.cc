@@ -819,49 +819,6 @@ struct GruCell {
   void Finish(const State&, int64_t, int64_t, int64_t, int64_t) const {}
 };
 
-// A cell's forward pass (see Forward) cut by rows: the rows of the batch are
-// independent sequences, so each thread runs every step for a band of rows of its
-// own, with no synchronisation between steps: per step two matmuls into the gates,
-// (rows, I) x (I, G) and (rows, H) x (H, G), both weights packed once per call.
-// For small steps only: a thread the pool starts late, or the system pauses, holds
-// the call up by all the steps of its rows (the cut by columns rebalances at every
-// step, at the price of a synchronisation per step). Where every row is valid a
-// step's state h is its output: the cell writes it straight into the step's rows
-// of ys, and the next step's product reads it there (no copies of h).
-template <typename T, typename Cell>
-void ForwardByRows(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, int64_t B, int64_t I,
-                   int64_t H, const T* xs, const T* w_ih, const T* w_hh, const T* bias,
-                   const T* h0, const bool* valid, bool reverse, T* ys, T* h_last) {
-  constexpr int64_t gates = Cell::kGates, slots = Cell::kSlots;
-  const int64_t bands = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), B));
-  ParallelFor(pool, bands, [&](int64_t band) {
-    const int64_t r0 = B * band / bands, n = B * (band + 1) / bands - r0;
-    if (n == 0) return;
-    std::vector<T> a(n * slots * H), h(h0 + r0 * H, h0 + (r0 + n) * H);
-    typename Cell::State state = cell.Start(r0, n, 0, H);
-    // Packed once for all steps; no input matrix when I is 0 (a BLAS rejects k = 0).
-    std::unique_ptr<GateBand<T>> w_x;
-    if (I > 0) {
-      w_x = std::make_unique<GateBand<T>>(n, I, H, 0, H, gates, w_ih, InOrder(gates), slots, 0);
-    }
-    const GateBand<T> w_h(n, H, H, 0, H, gates, w_hh, HiddenSlots<Cell>(), slots,
-                          I > 0 ? gates : 0);
-    const T* h_prev = h.data();
-    for (int64_t s = 0; s < steps; ++s) {
-      const int64_t t = reverse ? steps - 1 - s : s;
-      T* y = ys + (t * B + r0) * H;
-      T* h_new = valid == nullptr ? y : h.data();
-      if (w_x) w_x->Multiply(xs + (t * B + r0) * I, a.data());
-      w_h.Multiply(h_prev, a.data());
-      cell.Step(state, t, r0, n, 0, H, a.data(), bias,
-                valid == nullptr ? nullptr : valid + t * B + r0, h_prev, h_new, y);
-      h_prev = h_new;
-    }
-    std::copy(h_prev, h_prev + n * H, h_last + r0 * H);
-    cell.Finish(state, r0, n, 0, H);
-  });
-}
-
 // Waits, spinning, until `counter` reaches `target`: for a step's other bands, which
 // other cores are finishing (microseconds); yields now and then for a thread the
 // system has paused.
@@ -939,6 +896,129 @@ void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_
   for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state]() { state->Enter(); });
   state->Take();
   state->Close();
+}
+
+// Runs run(s, j) for the steps s = first, ..., last of `count` bands j, each band's
+// steps in order but no band waiting for another's (the rows of a batch, which are
+// independent sequences), on this thread and XLA's intra-op threads. A running
+// thread takes the next step of its own band, unless that band is more than a step
+// ahead of another band no thread is running, whose step it takes instead: a thread
+// alone runs the bands in turn, and a thread the pool starts late (measured up to
+// 3 ms after a call began, on a 2-core VM) takes over a band halfway through, rather
+// than the call waiting for it to run its band from the start. This thread returns
+// once no other is inside, as RunBandsInSteps, so run may refer to this frame.
+void RunBandsFreely(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_t last,
+                    std::function<void(int64_t, int64_t)> run) {
+  struct State {
+    int64_t count, first, end;  // end: a finished band's progress
+    std::function<void(int64_t, int64_t)> run;
+    // Per band: twice the steps done, plus 1 while a thread runs its next step.
+    std::unique_ptr<std::atomic<int64_t>[]> progress;
+    std::atomic<int64_t> slots{0}, inside{0};
+    std::atomic<bool> closed{false};
+    void Enter() {
+      inside.fetch_add(1);
+      if (!closed.load()) Take();
+      inside.fetch_sub(1);
+    }
+    void Close() {
+      closed.store(true);
+      while (inside.load() != 0) std::this_thread::yield();
+    }
+    void Take() {
+      const int64_t own = slots.fetch_add(1) % count;
+      for (int64_t spins = 1;; ++spins) {
+        int64_t pick = -1, least = end, own_progress = end;
+        bool unfinished = false;
+        for (int64_t k = 0; k < count; ++k) {
+          const int64_t j = (own + k) % count;
+          const int64_t p = progress[j].load(std::memory_order_acquire);
+          unfinished |= p != end;
+          if (p % 2 == 0 && p < least) least = p, pick = j;
+          if (j == own && p % 2 == 0) own_progress = p;
+        }
+        if (!unfinished) return;
+        if (own_progress < end && own_progress <= least + 2) pick = own;
+        if (pick < 0) {  // every band left is running: wait for one to come free
+#if defined(__x86_64__)
+          __builtin_ia32_pause();
+#endif
+          if (spins % 1024 == 0) std::this_thread::yield();
+          continue;
+        }
+        int64_t p = pick == own ? own_progress : least;
+        if (!progress[pick].compare_exchange_strong(p, p + 1, std::memory_order_acquire)) continue;
+        run(first + p / 2, pick);
+        progress[pick].store(p + 2, std::memory_order_release);
+      }
+    }
+  };
+  auto state = std::make_shared<State>();
+  state->count = count;
+  state->first = first;
+  state->end = 2 * (last - first + 1);
+  state->run = std::move(run);
+  state->progress = std::make_unique<std::atomic<int64_t>[]>(count);
+  for (int64_t j = 0; j < count; ++j) state->progress[j].store(0);
+  const int64_t helpers = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), count) - 1;
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state]() { state->Enter(); });
+  state->Take();
+  state->Close();
+}
+
+// A cell's forward pass (see Forward) cut by rows: the rows of the batch are
+// independent sequences, so the steps of a band of rows need no other band's: per
+// step two matmuls into the gates, (rows, I) x (I, G) and (rows, H) x (H, G), both
+// weights packed once per call. The bands' steps run through RunBandsFreely, so a
+// thread the pool starts late, or a core the system takes away for a while, delays
+// the call by half that time, not all of it. For small steps only (the cut by
+// columns shares a step's matmul between the cores). Where every row is valid a
+// step's state h is its output: the cell writes it straight into the step's rows
+// of ys, and the next step's product reads it there (no copies of h).
+template <typename T, typename Cell>
+void ForwardByRows(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, int64_t B, int64_t I,
+                   int64_t H, const T* xs, const T* w_ih, const T* w_hh, const T* bias,
+                   const T* h0, const bool* valid, bool reverse, T* ys, T* h_last) {
+  constexpr int64_t gates = Cell::kGates, slots = Cell::kSlots;
+  struct RowBand {
+    int64_t r0, n;
+    std::vector<T> a, h;  // (n, slots H) and (n, H)
+    const T* h_prev;      // the band's h after the last step run: h, or its rows of ys
+    typename Cell::State state;
+    std::unique_ptr<GateBand<T>> w_x, w_h;  // no w_x when I is 0 (a BLAS rejects k = 0)
+  };
+  const int64_t count = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), B));
+  std::vector<RowBand> bands(count);
+  RunBandsFreely(pool, count, -1, steps - 1, [&](int64_t s, int64_t j) {
+    RowBand& band = bands[j];
+    if (s < 0) {  // the band's rows, its buffers and its share of the weights, packed
+      band.r0 = B * j / count;
+      const int64_t r0 = band.r0, n = band.n = B * (j + 1) / count - r0;
+      band.a.resize(n * slots * H);
+      band.h.assign(h0 + r0 * H, h0 + (r0 + n) * H);
+      band.h_prev = band.h.data();
+      band.state = cell.Start(r0, n, 0, H);
+      if (I > 0) {
+        band.w_x =
+            std::make_unique<GateBand<T>>(n, I, H, 0, H, gates, w_ih, InOrder(gates), slots, 0);
+      }
+      band.w_h = std::make_unique<GateBand<T>>(n, H, H, 0, H, gates, w_hh, HiddenSlots<Cell>(),
+                                               slots, I > 0 ? gates : 0);
+      return;
+    }
+    const int64_t r0 = band.r0, n = band.n, t = reverse ? steps - 1 - s : s;
+    T* y = ys + (t * B + r0) * H;
+    T* h_new = valid == nullptr ? y : band.h.data();
+    if (band.w_x) band.w_x->Multiply(xs + (t * B + r0) * I, band.a.data());
+    band.w_h->Multiply(band.h_prev, band.a.data());
+    cell.Step(band.state, t, r0, n, 0, H, band.a.data(), bias,
+              valid == nullptr ? nullptr : valid + t * B + r0, band.h_prev, h_new, y);
+    band.h_prev = h_new;
+  });
+  for (const RowBand& band : bands) {
+    std::copy(band.h_prev, band.h_prev + band.n * H, h_last + band.r0 * H);
+    cell.Finish(band.state, band.r0, band.n, 0, H);
+  }
 }
 
 // How many bands of hidden units a loop cut by columns uses: one per thread at
@@ -1319,20 +1399,30 @@ void ElmanBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, c
   };
   const bool large = H * H * static_cast<int64_t>(sizeof(T)) >= kColumnCutBytes;
   const int64_t count = ColumnBands(pool, B, H, H);
-  if (!large || count == 1) {
+  if (!large || count == 1) {  // by rows, through RunBandsFreely as ForwardByRows
+    struct RowBand {
+      int64_t r0, rows;
+      std::vector<T> dh;
+      std::unique_ptr<PackedMatrix<T>> w;  // w_hhᵀ
+    };
     const int64_t bands = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), B));
-    ParallelFor(pool, bands, [&](int64_t band) {
-      const int64_t r0 = B * band / bands, rows = B * (band + 1) / bands - r0;
-      if (rows == 0) return;
-      const PackedMatrix<T> w(rows, H, H, w_hh, H, /*transposed=*/true);
-      std::vector<T> dh(dh_last + r0 * H, dh_last + (r0 + rows) * H);
-      for (int64_t s = 0; s < steps; ++s) {
-        const int64_t t = time(s);
-        step(t, r0, rows, 0, H, dh.data());
-        w.Multiply(d_pre + (t * B + r0) * H, dh.data(), beta);
+    std::vector<RowBand> by_rows(bands);
+    RunBandsFreely(pool, bands, -1, steps - 1, [&](int64_t s, int64_t j) {
+      RowBand& band = by_rows[j];
+      if (s < 0) {
+        band.r0 = B * j / bands;
+        const int64_t r0 = band.r0, rows = band.rows = B * (j + 1) / bands - r0;
+        band.w = std::make_unique<PackedMatrix<T>>(rows, H, H, w_hh, H, /*transposed=*/true);
+        band.dh.assign(dh_last + r0 * H, dh_last + (r0 + rows) * H);
+        return;
       }
-      std::copy(dh.begin(), dh.end(), dh_first + r0 * H);
+      const int64_t t = time(s);
+      step(t, band.r0, band.rows, 0, H, band.dh.data());
+      band.w->Multiply(d_pre + (t * B + band.r0) * H, band.dh.data(), beta);
     });
+    for (const RowBand& band : by_rows) {
+      std::copy(band.dh.begin(), band.dh.end(), dh_first + band.r0 * H);
+    }
     return;
   }
   struct State {
