@@ -944,8 +944,8 @@ void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_
 // independent sequences), on this thread and XLA's intra-op threads. A running
 // thread takes the next step of its own band, unless that band is more than a step
 // ahead of another band no thread is running, whose step it takes instead: a thread
-// alone runs the bands in turn, and a thread the pool starts late (measured up to
-// 3 ms after a call began, on a 2-core VM) takes over a band halfway through, rather
+// alone runs the bands in turn, and a thread the pool starts late (traced up to 3.7
+// ms after a call began, on a 2-core VM) takes over a band halfway through, rather
 // than the call waiting for it to run its band from the start. This thread returns
 // once no other is inside, as RunBandsInSteps, so run may refer to this frame.
 void RunBandsFreely(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_t last,
