@@ -185,38 +185,58 @@ class OffCpu {
   bool moved_ = false;
 };
 
-// Runs body(0), ..., body(count - 1) on this thread and XLA's intra-op threads.
-// Every thread, this one included, takes indices until none is left; this thread
-// then waits only for bodies already running. A helper the pool starts late finds
-// no index left and returns without calling body (the shared state outlives this
-// call for it), so body may refer to this frame, and nothing ever waits on a task
-// that has not started.
+// The shared state of work that this thread and helpers of XLA's intra-op pool
+// take from (Take, run by each thread until no work is left for it). A helper
+// that the pool starts late enters only while the state is open, and leaves the
+// calling thread's core if the system put it there (OffCpu).
+struct SharedWork {
+  std::atomic<int64_t> inside{0};
+  std::atomic<bool> closed{false};  // set by the calling thread once its own Take is done
+  int caller_cpu = sched_getcpu();  // constructed on the calling thread
+  virtual ~SharedWork() = default;
+  virtual void Take() = 0;
+  void Enter() {
+    inside.fetch_add(1);  // sequentially consistent with `closed`: see Close
+    if (!closed.load()) {
+      const OffCpu off(caller_cpu);
+      Take();
+    }
+    inside.fetch_sub(1);
+  }
+  // Either a thread entering sees `closed`, or this sees it inside and waits.
+  void Close() {
+    closed.store(true);
+    while (inside.load() != 0) std::this_thread::yield();
+  }
+};
+
+// Runs state->Take() on this thread and on as many of the pool's threads as there
+// are pieces (`count`) beyond this thread's, and returns once no other thread is
+// inside: a helper that starts later returns at once (the state outlives this
+// call for it), so the work may refer to this frame, and nothing ever waits on a
+// task that has not started.
+void TakeTogether(ffi::ThreadPool& pool, int64_t count, const std::shared_ptr<SharedWork>& state) {
+  const int64_t helpers = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), count) - 1;
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state]() { state->Enter(); });
+  state->Take();
+  state->Close();
+}
+
+// Runs body(0), ..., body(count - 1) on this thread and XLA's intra-op threads
+// (TakeTogether): every thread, this one included, takes indices until none is left.
 void ParallelFor(ffi::ThreadPool& pool, int64_t count, std::function<void(int64_t)> body) {
-  struct State {
+  struct State : SharedWork {
     int64_t count;
     std::function<void(int64_t)> body;
     std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-    void Take() {
-      for (int64_t p; (p = next.fetch_add(1)) < count;) {
-        body(p);
-        done.fetch_add(1, std::memory_order_release);
-      }
+    void Take() override {
+      for (int64_t p; (p = next.fetch_add(1)) < count;) body(p);
     }
   };
   auto state = std::make_shared<State>();
   state->count = count;
   state->body = std::move(body);
-  const int64_t helpers = std::min(std::max<int64_t>(1, pool.num_threads()), count) - 1;
-  const int cpu = helpers > 0 ? sched_getcpu() : -1;
-  for (int64_t h = 0; h < helpers; ++h) {
-    pool.Schedule([state, cpu]() {
-      const OffCpu off(cpu);
-      state->Take();
-    });
-  }
-  state->Take();
-  while (state->done.load(std::memory_order_acquire) < count) std::this_thread::yield();
+  TakeTogether(pool, count, state);
 }
 
 // out[i] = op(a[i]) @ op(b[i]) for each batch index i, each product cut into bands
@@ -877,34 +897,18 @@ void SpinUntil(const std::atomic<int64_t>& counter, int64_t target) {
 // the cores' differences in speed (another process on a core slows it for
 // milliseconds at a time). A band is taken only by a running thread, which runs
 // it at once, so a thread the pool starts late, or never, cannot hold the others
-// up. This thread returns once no other is inside the loop, and a thread that
-// starts later returns at once (the shared state outlives this call for it), so
-// run and fill may refer to this frame.
+// up. This thread returns once no other is inside the loop (TakeTogether), so run
+// and fill may refer to this frame.
 void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_t last,
                      std::function<void(int64_t, int64_t)> run,
                      std::function<bool(int64_t)> fill = nullptr) {
-  struct State {
+  struct State : SharedWork {
     int64_t count, first, last;
     std::function<void(int64_t, int64_t)> run;
     std::function<bool(int64_t)> fill;
     std::unique_ptr<std::atomic<int64_t>[]> next;  // per band: the first step not taken
-    std::atomic<int64_t> slots{0}, done{0}, inside{0};
-    std::atomic<bool> closed{false};  // set by the calling thread once all steps are done
-    int caller_cpu = -1;
-    void Enter() {
-      inside.fetch_add(1);  // sequentially consistent with `closed`: see Close
-      if (!closed.load()) {
-        const OffCpu off(caller_cpu);
-        Take();
-      }
-      inside.fetch_sub(1);
-    }
-    // Either a thread entering sees `closed`, or this sees it inside and waits.
-    void Close() {
-      closed.store(true);
-      while (inside.load() != 0) std::this_thread::yield();
-    }
-    void Take() {
+    std::atomic<int64_t> slots{0}, done{0};
+    void Take() override {
       const int64_t own = slots.fetch_add(1) % count;
       for (int64_t s = first; s <= last; ++s) {
         for (int64_t k = 0; k < count; ++k) {
@@ -925,7 +929,6 @@ void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_
     }
   };
   auto state = std::make_shared<State>();
-  state->caller_cpu = sched_getcpu();
   state->count = count;
   state->first = first;
   state->last = last;
@@ -933,10 +936,7 @@ void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_
   state->fill = std::move(fill);
   state->next = std::make_unique<std::atomic<int64_t>[]>(count);
   for (int64_t j = 0; j < count; ++j) state->next[j].store(first);
-  const int64_t helpers = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), count) - 1;
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state]() { state->Enter(); });
-  state->Take();
-  state->Close();
+  TakeTogether(pool, count, state);
 }
 
 // Runs run(s, j) for the steps s = first, ..., last of `count` bands j, each band's
@@ -947,30 +947,16 @@ void RunBandsInSteps(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_
 // alone runs the bands in turn, and a thread the pool starts late (traced up to 3.7
 // ms after a call began, on a 2-core VM) takes over a band halfway through, rather
 // than the call waiting for it to run its band from the start. This thread returns
-// once no other is inside, as RunBandsInSteps, so run may refer to this frame.
+// once no other thread is inside (TakeTogether), so run may refer to this frame.
 void RunBandsFreely(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_t last,
                     std::function<void(int64_t, int64_t)> run) {
-  struct State {
+  struct State : SharedWork {
     int64_t count, first, end;  // end: a finished band's progress
     std::function<void(int64_t, int64_t)> run;
     // Per band: twice the steps done, plus 1 while a thread runs its next step.
     std::unique_ptr<std::atomic<int64_t>[]> progress;
-    std::atomic<int64_t> slots{0}, inside{0};
-    std::atomic<bool> closed{false};
-    int caller_cpu = -1;
-    void Enter() {
-      inside.fetch_add(1);
-      if (!closed.load()) {
-        const OffCpu off(caller_cpu);
-        Take();
-      }
-      inside.fetch_sub(1);
-    }
-    void Close() {
-      closed.store(true);
-      while (inside.load() != 0) std::this_thread::yield();
-    }
-    void Take() {
+    std::atomic<int64_t> slots{0};
+    void Take() override {
       const int64_t own = slots.fetch_add(1) % count;
       for (int64_t spins = 1;; ++spins) {
         int64_t pick = -1, least = end, own_progress = end;
@@ -999,17 +985,13 @@ void RunBandsFreely(ffi::ThreadPool& pool, int64_t count, int64_t first, int64_t
     }
   };
   auto state = std::make_shared<State>();
-  state->caller_cpu = sched_getcpu();
   state->count = count;
   state->first = first;
   state->end = 2 * (last - first + 1);
   state->run = std::move(run);
   state->progress = std::make_unique<std::atomic<int64_t>[]>(count);
   for (int64_t j = 0; j < count; ++j) state->progress[j].store(0);
-  const int64_t helpers = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), count) - 1;
-  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state]() { state->Enter(); });
-  state->Take();
-  state->Close();
+  TakeTogether(pool, count, state);
 }
 
 // A cell's forward pass (see Forward) cut by rows: the rows of the batch are
