@@ -311,7 +311,27 @@ def test_the_float32_kernels_agree_with_xlas_dot_through_either_library(
     rows (H=3), and for the LSTM and the GRU by columns, in two bands of 128 and 132
     units whose gates are gathered into one product each. (The float64 tests below
     reach oneMKL only: oneDNN's matmul is float32's.)"""
-    cell = make_cell(H)
+    _assert_the_float32_kernels_agree_with_xlas_dot(rng, make_cell(H), T, B)
+
+
+@needs_blas
+@pytest.mark.parametrize(
+    ("make_cell", "H"), [(jaxrnn.lstm, 512), (jaxrnn.gru, 1024), (jaxrnn.elman, 2048)]
+)
+def test_weights_copied_to_rows_a_cache_line_past_4_kib_apart_give_the_same_products(
+    rng, float32_library, make_cell, H
+):
+    """Where a weight's rows would start a multiple of 4 KiB apart, the kernels copy
+    it for oneDNN to rows 64 bytes further apart (and gather a band's gates so for
+    either library): the LSTM's gates of a band of 256 units (1024 floats), the
+    GRU's r and z gates of 512 (1024) and its third gate read from w_hh's rows of
+    3072, the Elman cell's w_hh of 2048 (rows of 2048 floats, by columns in bands
+    of 1024, and transposed for the backward loop into blocks of (2048, 1024))."""
+    _assert_the_float32_kernels_agree_with_xlas_dot(rng, make_cell(H), 3, 9)
+
+
+def _assert_the_float32_kernels_agree_with_xlas_dot(rng, cell, T, B):
+    H = cell.hidden_size
     params = cell.init(jax.random.key(1), 24)
     xs = jnp.asarray(rng.standard_normal((T, B, 24)), jnp.float32)
     carry = jax.tree.map(
