@@ -410,12 +410,12 @@ class Scratch {
   size_t bytes_ = 0;
 };
 
-// The distance between the rows of a matrix copied for oneDNN's products, of n
-// columns: n, or where the rows would start a multiple of 4 KiB apart, a cache line
-// more. oneDNN reads a right-hand matrix in place, and a column block of one whose
-// rows are 4 KiB apart falls into a few sets of the cache: a step's (32, 512) x
-// (512, 1024) product (a band of a 512-unit LSTM) ran at 85-103 GFLOP/s with rows
-// 1024 floats apart, 105-111 with 1040 (one core of an AMD EPYC, Zen 4).
+// The distance between the rows of a copy of a right-hand matrix of n columns: n,
+// or where the rows would start a multiple of 4 KiB apart, a cache line more.
+// oneDNN reads a right-hand matrix in place (oneMKL packs it), and a column block
+// of one whose rows are 4 KiB apart falls into a few sets of the cache: a step's
+// (32, 512) x (512, 1024) product (a band of a 512-unit LSTM) ran at 85-103
+// GFLOP/s with rows 1024 floats apart, 105-111 with 1040 (one Zen 4 core).
 template <typename T>
 int64_t PaddedRow(int64_t n) {
   constexpr int64_t kLine = 64 / sizeof(T);
