@@ -157,6 +157,17 @@ std::pair<int64_t, int64_t> Band(int64_t side, int64_t count, int64_t j) {
   return {lo, hi};
 }
 
+// The bands of a loop cut by rows (the batch's rows, independent sequences): one
+// per thread, none empty; band j's first row and row count, the rows shared out
+// evenly (not on whole vectors, as Band's columns).
+int64_t RowBandCount(ffi::ThreadPool& pool, int64_t B) {
+  return std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), B));
+}
+std::pair<int64_t, int64_t> RowBandRows(int64_t B, int64_t count, int64_t j) {
+  const int64_t r0 = B * j / count;
+  return {r0, B * (j + 1) / count - r0};
+}
+
 // A helper thread's stay on a core other than the calling thread's (`cpu`, from
 // sched_getcpu there). Woken by the calling thread, a helper of XLA's pool can be
 // placed on the caller's own core and stay there for milliseconds while another
@@ -1035,13 +1046,13 @@ void ForwardByRows(ffi::ThreadPool& pool, const Cell& cell, int64_t steps, int64
     typename Cell::State state;
     std::unique_ptr<GateBand<T>> w_x, w_h;  // no w_x when I is 0 (a BLAS rejects k = 0)
   };
-  const int64_t count = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), B));
+  const int64_t count = RowBandCount(pool, B);
   std::vector<RowBand> bands(count);
   RunBandsFreely(pool, count, -1, steps - 1, [&](int64_t s, int64_t j) {
     RowBand& band = bands[j];
     if (s < 0) {  // the band's rows, its buffers and its share of the weights, packed
-      band.r0 = B * j / count;
-      const int64_t r0 = band.r0, n = band.n = B * (j + 1) / count - r0;
+      std::tie(band.r0, band.n) = RowBandRows(B, count, j);
+      const int64_t r0 = band.r0, n = band.n;
       band.a.resize(n * slots * H);
       band.h.assign(h0 + r0 * H, h0 + (r0 + n) * H);
       band.h_prev = band.h.data();
@@ -1453,13 +1464,13 @@ void ElmanBackward(ffi::ThreadPool& pool, int64_t steps, int64_t B, int64_t H, c
       std::vector<T> dh;
       std::unique_ptr<PackedMatrix<T>> w;  // w_hhᵀ
     };
-    const int64_t bands = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), B));
+    const int64_t bands = RowBandCount(pool, B);
     std::vector<RowBand> by_rows(bands);
     RunBandsFreely(pool, bands, -1, steps - 1, [&](int64_t s, int64_t j) {
       RowBand& band = by_rows[j];
       if (s < 0) {
-        band.r0 = B * j / bands;
-        const int64_t r0 = band.r0, rows = band.rows = B * (j + 1) / bands - r0;
+        std::tie(band.r0, band.rows) = RowBandRows(B, bands, j);
+        const int64_t r0 = band.r0, rows = band.rows;
         band.w = std::make_unique<PackedMatrix<T>>(rows, H, H, w_hh, H, /*transposed=*/true);
         band.dh.assign(dh_last + r0 * H, dh_last + (r0 + rows) * H);
         return;
